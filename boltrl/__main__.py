@@ -1,0 +1,3 @@
+from boltrl.cli import run
+
+run()

@@ -1,0 +1,116 @@
+"""One dataclass per component. Every field has a laptop default and a one-line docstring.
+
+Environment variables are read only at the edge (the CLI), through `from_env`, with the single prefix
+`BOLTRL_` and the upper-cased field name (`BOLTRL_PORT=4800`). A bad value names the key and the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from boltrl.errors import InvalidInputError
+
+DEFAULT_PORT = 4747
+DEFAULT_SERVER = f"http://127.0.0.1:{DEFAULT_PORT}"
+
+C = TypeVar("C")
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    """Interface to bind; loopback unless you mean to expose the server."""
+    port: int = DEFAULT_PORT
+    """TCP port to listen on."""
+    db: str = "boltrl.db"
+    """Store location: a SQLite file path, `sqlite:///PATH`, or `memory`."""
+    token: str | None = None
+    """Bearer token required on every route but /healthz; None disables auth."""
+    heartbeat_timeout_s: float = 30.0
+    """An attempt with no heartbeat for this long is marked lost and its rollout requeued."""
+    reap_interval_s: float = 1.0
+    """How often the server looks for lost and timed-out attempts."""
+    max_body_bytes: int = 32 * 1024 * 1024
+    """Largest request body accepted; bigger bodies get 413."""
+    public_url: str | None = None
+    """URL runners and agents use to reach this server (default http://HOST:PORT)."""
+
+    def url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+@dataclass
+class ClientConfig:
+    server: str = DEFAULT_SERVER
+    """Base URL of the boltrl server."""
+    token: str | None = None
+    """Bearer token, if the server has one."""
+    timeout_s: float = 30.0
+    """Timeout of one HTTP request (long polls add their own wait to it)."""
+    retry_for_s: float = 60.0
+    """How long to keep retrying while the server is unreachable or restarting, then give up."""
+
+
+@dataclass
+class RunnerConfig:
+    server: str = DEFAULT_SERVER
+    """Base URL of the boltrl server to claim rollouts from."""
+    token: str | None = None
+    """Bearer token, if the server has one."""
+    agent: str = ""
+    """The agent as `module:function` (a `@boltrl.rollout` function) ..."""
+    command: str | None = None
+    """... or a command line run once per rollout (a command agent, any language)."""
+    n: int = 1
+    """Rollouts run concurrently by this runner process."""
+    worker_id: str | None = None
+    """Name of this worker in attempts (default: host-pid)."""
+    poll_interval_s: float = 0.5
+    """Wait between claims when the queue is empty."""
+    heartbeat_interval_s: float = 5.0
+    """How often a running attempt heartbeats."""
+    shutdown_grace_s: float = 10.0
+    """On SIGTERM, how long in-flight rollouts may run on before they are released."""
+    max_rollouts: int | None = None
+    """Stop after this many rollouts (None: run until stopped)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form settings passed to hooks."""
+
+
+def from_env(cls: type[C], env: typing.Mapping[str, str] | None = None, **overrides: Any) -> C:
+    """Build config `cls` from `BOLTRL_<FIELD>` variables, then `overrides` (those not None)."""
+    env = os.environ if env is None else env
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        key = f"BOLTRL_{f.name.upper()}"
+        if key in env:
+            values[f.name] = _coerce(key, env[key], hints[f.name])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return cls(**values)
+
+
+def _coerce(key: str, raw: str, hint: Any) -> Any:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if raw == "" and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    try:
+        if hint is bool:
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
+        if hint in (int, float, str):
+            return hint(raw)
+    except ValueError:
+        raise InvalidInputError(f"{key}={raw!r} is not a valid {hint.__name__}") from None
+    raise InvalidInputError(f"{key} cannot be set from the environment")

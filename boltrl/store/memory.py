@@ -1,0 +1,279 @@
+"""`MemoryStore`: the reference `Store`, in process memory (tests, notebooks, throwaway runs).
+
+Nothing survives the process; use `SQLiteStore` for anything you want to keep. One asyncio event
+loop owns it; every method runs to completion without awaiting in between, which makes claims atomic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+from boltrl.errors import ConflictError, InvalidInputError, NotFoundError
+from boltrl.store.base import parse_cursor
+from boltrl.types import (
+    Attempt,
+    Claim,
+    Resources,
+    Rollout,
+    RolloutCreate,
+    RolloutPage,
+    Span,
+    SpanCreate,
+    ROLLOUT_STATUSES,
+    attempt_outcome,
+    check_finish_status,
+    check_transition,
+    new_id,
+    now,
+)
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._rollouts: dict[str, Rollout] = {}  # insertion order is queue order
+        self._order: dict[str, int] = {}
+        self._attempts: dict[str, Attempt] = {}
+        self._attempts_by_rollout: dict[str, list[str]] = {}
+        self._spans: dict[str, list[Span]] = {}
+        self._resources: list[Resources] = []
+        self._changed = asyncio.Condition()
+
+    # ------------------------------------------------------------ rollouts
+
+    async def enqueue(self, rollouts: list[RolloutCreate]) -> list[Rollout]:
+        out: list[Rollout] = []
+        for rc in rollouts:
+            rid = rc.id or new_id("ro")
+            if rid in self._rollouts:
+                out.append(self._rollouts[rid].model_copy(deep=True))
+                continue
+            r = Rollout(
+                id=rid,
+                input=copy.deepcopy(rc.input),
+                group_id=rc.group_id,
+                mode=rc.mode,
+                max_attempts=rc.max_attempts,
+                timeout_s=rc.timeout_s,
+                created_at=now(),
+                metadata=copy.deepcopy(rc.metadata),
+            )
+            self._order[rid] = len(self._order)
+            self._rollouts[rid] = r
+            self._attempts_by_rollout[rid] = []
+            self._spans[rid] = []
+            out.append(r.model_copy(deep=True))
+        return out
+
+    def _rollout(self, rollout_id: str) -> Rollout:
+        try:
+            return self._rollouts[rollout_id]
+        except KeyError:
+            raise NotFoundError(f"rollout {rollout_id!r} not found") from None
+
+    def _attempt(self, attempt_id: str) -> Attempt:
+        try:
+            return self._attempts[attempt_id]
+        except KeyError:
+            raise NotFoundError(f"attempt {attempt_id!r} not found") from None
+
+    async def get_rollout(self, rollout_id: str) -> Rollout:
+        return self._rollout(rollout_id).model_copy(deep=True)
+
+    async def list_rollouts(
+        self,
+        *,
+        status: str | None = None,
+        group_id: str | None = None,
+        mode: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> RolloutPage:
+        if status is not None and status not in ROLLOUT_STATUSES:
+            raise InvalidInputError(f"status must be one of {list(ROLLOUT_STATUSES)}, got {status!r}")
+        start = parse_cursor(after)
+        items: list[Rollout] = []
+        last = -1
+        for rid, r in self._rollouts.items():
+            pos = self._order[rid]
+            if pos <= start:
+                continue
+            if status and r.status != status or group_id and r.group_id != group_id:
+                continue
+            if mode and r.mode != mode:
+                continue
+            if len(items) == limit:
+                return RolloutPage(rollouts=items, next_cursor=str(last))
+            items.append(r.model_copy(deep=True))
+            last = pos
+        return RolloutPage(rollouts=items, next_cursor=None)
+
+    async def cancel(self, rollout_id: str) -> Rollout:
+        r = self._rollout(rollout_id)
+        check_transition(r.status, "cancelled")
+        t = now()
+        for aid in self._attempts_by_rollout[rollout_id]:
+            a = self._attempts[aid]
+            if a.status == "running":
+                a.status, a.ended_at, a.error = "failed", t, "rollout cancelled"
+        r.status, r.ended_at = "cancelled", t
+        await self._notify()
+        return r.model_copy(deep=True)
+
+    async def count_rollouts(self) -> dict[str, int]:
+        counts = dict.fromkeys(ROLLOUT_STATUSES, 0)
+        for r in self._rollouts.values():
+            counts[r.status] += 1
+        return counts
+
+    # ------------------------------------------------------------ attempts
+
+    async def claim(self, worker_id: str) -> Claim | None:
+        for r in self._rollouts.values():
+            if r.status != "queued":
+                continue
+            check_transition(r.status, "running")
+            t = now()
+            r.attempt_count += 1
+            attempt = Attempt(
+                id=new_id("at"),
+                rollout_id=r.id,
+                n=r.attempt_count,
+                worker_id=worker_id,
+                started_at=t,
+                heartbeat_at=t,
+            )
+            resources = self._resources[-1] if self._resources else None
+            r.status = "running"
+            r.started_at = r.started_at or t
+            r.resources_version = resources.version if resources else None
+            self._attempts[attempt.id] = attempt
+            self._attempts_by_rollout[r.id].append(attempt.id)
+            return Claim(
+                rollout=r.model_copy(deep=True),
+                attempt=attempt.model_copy(),
+                resources=resources.model_copy(deep=True) if resources else None,
+            )
+        return None
+
+    async def heartbeat(self, attempt_id: str) -> Attempt:
+        a = self._attempt(attempt_id)
+        if a.status != "running":
+            raise ConflictError(f"attempt {attempt_id!r} is {a.status}, not running: stop working on it")
+        a.heartbeat_at = now()
+        return a.model_copy()
+
+    async def finish_attempt(self, attempt_id: str, status: str, error: str | None = None) -> Attempt:
+        check_finish_status(status)
+        a = self._attempt(attempt_id)
+        if a.status != "running":
+            raise ConflictError(f"attempt {attempt_id!r} is already {a.status}")
+        self._end_attempt(a, status, error)
+        await self._notify()
+        return a.model_copy()
+
+    def _end_attempt(self, a: Attempt, status: str, error: str | None) -> None:
+        r = self._rollouts[a.rollout_id]
+        a.status, a.ended_at, a.error = status, now(), error  # type: ignore[assignment]
+        new_status = attempt_outcome(status, r.attempt_count, r.max_attempts)
+        if r.status != "running":  # cancelled meanwhile: the attempt ends, the rollout stays
+            return
+        check_transition(r.status, new_status)
+        r.status = new_status  # type: ignore[assignment]
+        if new_status != "queued":
+            r.ended_at = a.ended_at
+
+    async def get_attempt(self, attempt_id: str) -> Attempt:
+        return self._attempt(attempt_id).model_copy()
+
+    async def list_attempts(self, rollout_id: str) -> list[Attempt]:
+        self._rollout(rollout_id)
+        return [self._attempts[aid].model_copy() for aid in self._attempts_by_rollout[rollout_id]]
+
+    async def reap(self, heartbeat_timeout_s: float) -> list[Attempt]:
+        t = now()
+        reaped: list[Attempt] = []
+        for a in list(self._attempts.values()):
+            if a.status != "running":
+                continue
+            r = self._rollouts[a.rollout_id]
+            if t - a.started_at > r.timeout_s + heartbeat_timeout_s:
+                self._end_attempt(a, "timed_out", "rollout timeout exceeded")
+            elif t - a.heartbeat_at > heartbeat_timeout_s:
+                self._end_attempt(a, "lost", f"no heartbeat for {heartbeat_timeout_s:g} s")
+            else:
+                continue
+            reaped.append(a.model_copy())
+        if reaped:
+            await self._notify()
+        return reaped
+
+    async def wait(self, rollout_ids: list[str], timeout_s: float) -> list[Rollout]:
+        for rid in rollout_ids:
+            self._rollout(rid)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+
+        def done() -> list[Rollout]:
+            return [self._rollouts[rid] for rid in rollout_ids if self._rollouts[rid].is_terminal]
+
+        async with self._changed:
+            while len(done()) < len(rollout_ids):
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                except TimeoutError:
+                    break
+        return [r.model_copy(deep=True) for r in done()]
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # ------------------------------------------------------------ spans
+
+    async def add_spans(self, spans: list[SpanCreate]) -> list[Span]:
+        for s in spans:  # validate all before writing any: no partial batches
+            self._rollout(s.rollout_id)
+            if s.attempt_id is not None:
+                a = self._attempt(s.attempt_id)
+                if a.rollout_id != s.rollout_id:
+                    raise InvalidInputError(
+                        f"attempt {s.attempt_id!r} belongs to rollout {a.rollout_id!r}, not {s.rollout_id!r}"
+                    )
+        out: list[Span] = []
+        for s in spans:
+            stored = self._spans[s.rollout_id]
+            span = Span(seq=len(stored), **s.model_dump())
+            stored.append(span)
+            out.append(span.model_copy(deep=True))
+        return out
+
+    async def get_spans(self, rollout_id: str, *, attempt_id: str | None = None) -> list[Span]:
+        self._rollout(rollout_id)
+        return [
+            s.model_copy(deep=True)
+            for s in self._spans[rollout_id]
+            if attempt_id is None or s.attempt_id == attempt_id
+        ]
+
+    # ------------------------------------------------------------ resources
+
+    async def get_resources(self, version: int | None = None) -> Resources | None:
+        if version is None:
+            return self._resources[-1].model_copy(deep=True) if self._resources else None
+        if not 1 <= version <= len(self._resources):
+            raise NotFoundError(f"resources version {version} not found")
+        return self._resources[version - 1].model_copy(deep=True)
+
+    async def put_resources(self, resources: dict[str, Any]) -> Resources:
+        res = Resources(version=len(self._resources) + 1, resources=copy.deepcopy(resources), created_at=now())
+        self._resources.append(res)
+        return res.model_copy(deep=True)
+
+    async def close(self) -> None:
+        return None
+
