@@ -21,13 +21,15 @@ Semantics every store keeps:
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import asyncio
+from typing import Protocol, get_args, runtime_checkable
 
 from boltrl.errors import InvalidInputError
-
 from boltrl.types import (
+    ROLLOUT_STATUSES,
     Attempt,
     Claim,
+    Mode,
     Resources,
     Rollout,
     RolloutCreate,
@@ -85,6 +87,23 @@ class Store(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+async def notify(changed: asyncio.Condition | None, loop: asyncio.AbstractEventLoop | None) -> None:
+    """Wake the `wait()` calls of a store; a condition no waiter of this loop made needs no wake-up."""
+    if changed is not None and loop is asyncio.get_running_loop():
+        async with changed:
+            changed.notify_all()
+
+
+def check_query(status: str | None, mode: str | None, limit: int) -> None:
+    """Reject `list_rollouts` filters that could only ever match nothing, or never end a pagination."""
+    if status is not None and status not in ROLLOUT_STATUSES:
+        raise InvalidInputError(f"status must be one of {list(ROLLOUT_STATUSES)}, got {status!r}")
+    if mode is not None and mode not in get_args(Mode):
+        raise InvalidInputError(f"mode must be one of {list(get_args(Mode))}, got {mode!r}")
+    if limit < 1:
+        raise InvalidInputError(f"limit must be at least 1, got {limit}")
 
 
 def parse_cursor(after: str | None) -> int:

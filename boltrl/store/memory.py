@@ -11,8 +11,9 @@ import copy
 from typing import Any
 
 from boltrl.errors import ConflictError, InvalidInputError, NotFoundError
-from boltrl.store.base import parse_cursor
+from boltrl.store.base import check_query, notify, parse_cursor
 from boltrl.types import (
+    ROLLOUT_STATUSES,
     Attempt,
     Claim,
     Resources,
@@ -21,7 +22,6 @@ from boltrl.types import (
     RolloutPage,
     Span,
     SpanCreate,
-    ROLLOUT_STATUSES,
     attempt_outcome,
     check_finish_status,
     check_transition,
@@ -38,7 +38,8 @@ class MemoryStore:
         self._attempts_by_rollout: dict[str, list[str]] = {}
         self._spans: dict[str, list[Span]] = {}
         self._resources: list[Resources] = []
-        self._changed = asyncio.Condition()
+        self._changed: asyncio.Condition | None = None
+        self._changed_loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------ rollouts
 
@@ -90,8 +91,7 @@ class MemoryStore:
         limit: int = 100,
         after: str | None = None,
     ) -> RolloutPage:
-        if status is not None and status not in ROLLOUT_STATUSES:
-            raise InvalidInputError(f"status must be one of {list(ROLLOUT_STATUSES)}, got {status!r}")
+        check_query(status, mode, limit)
         start = parse_cursor(after)
         items: list[Rollout] = []
         last = -1
@@ -99,7 +99,7 @@ class MemoryStore:
             pos = self._order[rid]
             if pos <= start:
                 continue
-            if status and r.status != status or group_id and r.group_id != group_id:
+            if (status and r.status != status) or (group_id and r.group_id != group_id):
                 continue
             if mode and r.mode != mode:
                 continue
@@ -218,20 +218,28 @@ class MemoryStore:
         def done() -> list[Rollout]:
             return [self._rollouts[rid] for rid in rollout_ids if self._rollouts[rid].is_terminal]
 
-        async with self._changed:
+        changed = self._condition()
+        async with changed:
             while len(done()) < len(rollout_ids):
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
                 try:
-                    await asyncio.wait_for(self._changed.wait(), remaining)
+                    await asyncio.wait_for(changed.wait(), remaining)
                 except TimeoutError:
                     break
         return [r.model_copy(deep=True) for r in done()]
 
+    def _condition(self) -> asyncio.Condition:
+        # Made inside the running loop, and again if a later loop uses the store (asyncio.run twice):
+        # a Condition is bound to the first loop that waits on it.
+        loop = asyncio.get_running_loop()
+        if self._changed is None or self._changed_loop is not loop:
+            self._changed, self._changed_loop = asyncio.Condition(), loop
+        return self._changed
+
     async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        await notify(self._changed, self._changed_loop)
 
     # ------------------------------------------------------------ spans
 
@@ -270,10 +278,10 @@ class MemoryStore:
         return self._resources[version - 1].model_copy(deep=True)
 
     async def put_resources(self, resources: dict[str, Any]) -> Resources:
-        res = Resources(version=len(self._resources) + 1, resources=copy.deepcopy(resources), created_at=now())
+        version = len(self._resources) + 1
+        res = Resources(version=version, resources=copy.deepcopy(resources), created_at=now())
         self._resources.append(res)
         return res.model_copy(deep=True)
 
     async def close(self) -> None:
         return None
-
