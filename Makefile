@@ -1,0 +1,38 @@
+# boltrl: `make demo` runs the main job, `make test` runs every check. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.boltrl-installed
+EXTRAS ?= dev,train,frameworks
+
+.PHONY: setup test lint typecheck pytest pytest-fast demo clean
+
+setup: $(STAMP)
+
+# torch is pinned and installed first: an unpinned torch pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+lint: setup
+	$(VENV)/bin/ruff check boltrl tests examples benchmarks
+	$(VENV)/bin/ruff format --check boltrl tests examples benchmarks
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+pytest: setup
+	$(VENV)/bin/pytest -q
+
+pytest-fast: setup
+	$(VENV)/bin/pytest -q -m "not slow"
+
+test: lint typecheck pytest
+
+demo: setup
+	$(PY) examples/quickstart/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
