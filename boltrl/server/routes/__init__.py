@@ -1,0 +1,33 @@
+"""One router per resource. Each `router(store)` closes over the store: no per-request dependency."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from boltrl.config import ServerConfig
+from boltrl.store.base import Store
+
+JSON_MEDIA_TYPE = "application/json"
+
+
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    """Serialize a model straight to JSON bytes (pydantic-core), skipping FastAPI's re-validation."""
+    return Response(
+        model.__pydantic_serializer__.to_json(model), status_code=status_code, media_type=JSON_MEDIA_TYPE
+    )
+
+
+def all_routers(store: Store, config: ServerConfig) -> list[APIRouter]:
+    from boltrl.server.routes import admin, attempts, resources, rollouts, spans
+    from boltrl.server.routes import otlp as traces
+
+    return [
+        rollouts.router(store),
+        attempts.router(store),
+        spans.router(store),
+        traces.router(store, config),
+        resources.router(store),
+        admin.router(store),
+    ]
