@@ -15,7 +15,9 @@ Semantics every store keeps:
 - `reap` marks running attempts whose heartbeat is older than `heartbeat_timeout_s` `lost`, and
   those running past their rollout's `timeout_s` (plus the same grace) `timed_out`, and requeues or
   fails their rollouts by the same rule.
-- `add_spans` gives each span the next `seq` of its rollout (0, 1, 2, ...), in the order given.
+- `add_spans` gives each span the next `seq` of its rollout (0, 1, 2, ...), in the order given; a span
+  whose `(rollout_id, span_id)` is already stored is not added again (retries are safe): the stored
+  copy is returned in its place.
 - Unknown ids raise `NotFoundError`; forbidden status changes raise `ConflictError`.
 """
 

@@ -37,6 +37,7 @@ class MemoryStore:
         self._attempts: dict[str, Attempt] = {}
         self._attempts_by_rollout: dict[str, list[str]] = {}
         self._spans: dict[str, list[Span]] = {}
+        self._span_ids: dict[str, dict[str, int]] = {}  # rollout -> span_id -> seq
         self._resources: list[Resources] = []
         self._changed: asyncio.Condition | None = None
         self._changed_loop: asyncio.AbstractEventLoop | None = None
@@ -254,10 +255,12 @@ class MemoryStore:
                     )
         out: list[Span] = []
         for s in spans:
-            stored = self._spans[s.rollout_id]
-            span = Span(seq=len(stored), **s.model_dump())
-            stored.append(span)
-            out.append(span.model_copy(deep=True))
+            ids = self._span_ids.setdefault(s.rollout_id, {})
+            if s.span_id not in ids:  # a retried span keeps its first copy and seq
+                stored = self._spans[s.rollout_id]
+                ids[s.span_id] = len(stored)
+                stored.append(Span(seq=len(stored), **s.model_dump()))
+            out.append(self._spans[s.rollout_id][ids[s.span_id]].model_copy(deep=True))
         return out
 
     async def get_spans(self, rollout_id: str, *, attempt_id: str | None = None) -> list[Span]:

@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS spans (
     attributes TEXT NOT NULL, events TEXT NOT NULL, status TEXT NOT NULL,  -- JSON: attributes, events
     PRIMARY KEY (rollout_id, seq)
 );
+CREATE UNIQUE INDEX IF NOT EXISTS spans_ids ON spans (rollout_id, span_id);  -- retries never duplicate
 CREATE TABLE IF NOT EXISTS resources (
     version INTEGER PRIMARY KEY, resources TEXT NOT NULL, created_at REAL NOT NULL
 );
@@ -377,10 +378,20 @@ class SQLiteStore:
                         f"attempt {s.attempt_id!r} belongs to rollout {owner!r}, not {s.rollout_id!r}"
                     )
             rows: list[dict[str, Any]] = []
+            seen: dict[tuple[str, str], Span] = {}  # a span already stored (or earlier in this batch) is kept
             for s in spans:
+                key = (s.rollout_id, s.span_id)
+                if key not in seen:
+                    row = db.execute("SELECT * FROM spans WHERE rollout_id = ? AND span_id = ?", key).fetchone()
+                    if row is not None:
+                        seen[key] = _span(row)
+                if key in seen:
+                    out.append(seen[key])
+                    continue
                 seq = next_seq[s.rollout_id]
                 next_seq[s.rollout_id] = seq + 1
                 out.append(Span(seq=seq, **s.model_dump()))
+                seen[key] = out[-1]
                 row = out[-1].model_dump()
                 row["attributes"] = _dumps(row["attributes"], f"attributes of span {s.name!r}")
                 row["events"] = _dumps(row["events"], f"events of span {s.name!r}")

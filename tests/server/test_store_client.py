@@ -164,7 +164,6 @@ async def test_retried_enqueue_and_spans_are_not_duplicated(server: LiveServer) 
         assert (await store.get_rollout(created[0].id)).input == 1
 
 
-@pytest.mark.xfail(reason="needs stores to keep the first span of a (rollout_id, span_id) pair", strict=False)
 async def test_retried_add_spans_are_not_duplicated(server: LiveServer) -> None:
     async with StoreClient(server.url) as plain:
         await plain.enqueue([RolloutCreate(id="r1", input=1)])

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from boltrl.store import MemoryStore, SQLiteStore, Store
+from boltrl.store.client import StoreClient
+from boltrl.testing import live_server
 
-STORE_KINDS = ["memory", "sqlite"]
+STORE_KINDS = ["memory", "sqlite", "http"]
 
 
 @asynccontextmanager
@@ -25,6 +27,11 @@ async def make_store(kind: str, tmp_path: Path) -> AsyncIterator[Store]:
         store = MemoryStore()
     elif kind == "sqlite":
         store = SQLiteStore(str(tmp_path / "boltrl.db"))
+    elif kind == "http":  # the HTTP client in front of a real server on loopback, on SQLite
+        with live_server(lambda: SQLiteStore(str(tmp_path / "boltrl.db"))) as server:
+            async with StoreClient(server.url) as client:
+                yield client
+        return
     else:
         raise ValueError(f"unknown store kind {kind!r}")
     try:

@@ -507,3 +507,20 @@ async def test_resources_are_versioned(store: Store) -> None:
     for missing in (0, 3, -1):
         with pytest.raises(NotFoundError):
             await store.get_resources(missing)
+
+
+@pytest.mark.anyio
+async def test_span_with_a_known_span_id_is_stored_once(store: Store) -> None:
+    await store.enqueue([RolloutCreate(id="dup", input=1)])
+    first = await store.add_spans([SpanCreate(rollout_id="dup", span_id="s1", name="a")])
+    again = await store.add_spans(
+        [
+            SpanCreate(rollout_id="dup", span_id="s2", name="b"),
+            SpanCreate(rollout_id="dup", span_id="s1", name="a-retry"),
+            SpanCreate(rollout_id="dup", span_id="s2", name="b-again"),
+        ]
+    )
+    assert [(s.span_id, s.seq, s.name) for s in again] == [("s2", 1, "b"), ("s1", 0, "a"), ("s2", 1, "b")]
+    assert first[0].seq == 0
+    stored = await store.get_spans("dup")
+    assert [(s.span_id, s.seq) for s in stored] == [("s1", 0), ("s2", 1)]
