@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 
 from boltrl.config import ServerConfig
 from boltrl.errors import ERRORS_BY_STATUS, BoltrlError
+from boltrl.inference.base import InferenceBackend
 from boltrl.server.middleware import GuardMiddleware, error_body
 from boltrl.server.routes import all_routers
 from boltrl.store.base import Store
@@ -33,9 +34,11 @@ log = logging.getLogger("boltrl.server")
 _MAX_LISTED_ERRORS = 5
 
 
-def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
-    """The boltrl REST API and OTLP ingest over `store`. The app's lifespan runs the reaper and closes
-    the store on shutdown."""
+def create_app(
+    store: Store, config: ServerConfig | None = None, *, backend: InferenceBackend | None = None
+) -> FastAPI:
+    """The boltrl REST API and OTLP ingest over `store`, and with a `backend` the gateway in front of
+    it. The app's lifespan runs the reaper and closes the store (and the backend) on shutdown."""
     config = config or ServerConfig()
 
     @contextlib.asynccontextmanager
@@ -48,6 +51,8 @@ def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await reaper
             await store.close()
+            if backend is not None:
+                await backend.close()
 
     app = FastAPI(
         title="boltrl",
@@ -57,7 +62,7 @@ def create_app(store: Store, config: ServerConfig | None = None) -> FastAPI:
     )
     app.state.store = store
     app.state.config = config
-    for router in all_routers(store, config):
+    for router in all_routers(store, config, backend):
         app.include_router(router)
 
     @app.get("/healthz", tags=["health"])

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from boltrl.config import ServerConfig
+from boltrl.inference.base import InferenceBackend
 from boltrl.store.base import Store
+from boltrl.types import Claim
 
 JSON_MEDIA_TYPE = "application/json"
 
@@ -19,12 +23,24 @@ def json_response(model: BaseModel, status_code: int = 200) -> Response:
     )
 
 
-def all_routers(store: Store, config: ServerConfig) -> list[APIRouter]:
+def all_routers(
+    store: Store, config: ServerConfig, backend: InferenceBackend | None = None
+) -> list[APIRouter]:
     from boltrl.server.routes import admin, attempts, resources, rollouts, spans
     from boltrl.server.routes import otlp as traces
 
+    on_claim: Callable[[Claim], Claim] | None = None
+    extra: list[APIRouter] = []
+    if backend is not None:
+        from boltrl.server import gateway
+
+        def on_claim(claim: Claim) -> Claim:
+            return gateway.with_gateway_llm(claim, config, backend)
+
+        extra.append(gateway.router(store, backend))
     return [
-        rollouts.router(store),
+        *extra,
+        rollouts.router(store, on_claim),
         attempts.router(store),
         spans.router(store),
         traces.router(store, config),

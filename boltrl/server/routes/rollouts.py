@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -24,7 +25,8 @@ from boltrl.types import (
 )
 
 
-def router(store: Store) -> APIRouter:
+def router(store: Store, on_claim: Callable[[Claim], Claim] | None = None) -> APIRouter:
+    """`on_claim` rewrites a claim before it is sent (the gateway points its `llm` at the attempt)."""
     r = APIRouter(tags=["rollouts"])
 
     @r.post("/v1/rollouts", response_model=EnqueueResponse)
@@ -50,7 +52,9 @@ def router(store: Store) -> APIRouter:
     async def claim(body: ClaimRequest) -> Response:
         """Atomically take the oldest queued rollout, open its next attempt, get current resources."""
         claimed = await store.claim(body.worker_id)
-        return Response(status_code=204) if claimed is None else json_response(claimed)
+        if claimed is None:
+            return Response(status_code=204)
+        return json_response(on_claim(claimed) if on_claim else claimed)
 
     @r.post("/v1/rollouts/wait", response_model=WaitResponse)
     async def wait(body: WaitRequest) -> Response:
