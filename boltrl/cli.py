@@ -30,12 +30,27 @@ def serve(
     db: Annotated[str | None, typer.Option(help="SQLite file, sqlite:///PATH or 'memory'.")] = None,
     token: Annotated[str | None, typer.Option(help="Require 'Authorization: Bearer TOKEN'.")] = None,
     heartbeat_timeout_s: Annotated[float | None, typer.Option(help="Mark attempts lost after this.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Serve this model at the gateway (smollm2-135m, tiny-random, a path).")
+    ] = None,
+    backend: Annotated[str | None, typer.Option(help="hf (default), vllm or openai.")] = None,
+    upstream: Annotated[str | None, typer.Option(help="vllm/openai endpoint base URL (…/v1).")] = None,
+    device: Annotated[str | None, typer.Option(help="hf backend device (cpu, cuda).")] = None,
 ) -> None:
-    """Run the boltrl server: store, REST API, OTLP ingest."""
+    """Run the boltrl server: store, REST API, OTLP ingest, and with --model the gateway."""
     from boltrl.server.app import serve as run_server
 
     config = from_env(
-        ServerConfig, host=host, port=port, db=db, token=token, heartbeat_timeout_s=heartbeat_timeout_s
+        ServerConfig,
+        host=host,
+        port=port,
+        db=db,
+        token=token,
+        heartbeat_timeout_s=heartbeat_timeout_s,
+        model=model,
+        backend=backend,
+        upstream=upstream,
+        device=device,
     )
     run_server(config)
 
@@ -45,7 +60,9 @@ def runner(
     server: Annotated[str | None, typer.Option(help="boltrl server URL.")] = None,
     token: Annotated[str | None, typer.Option(help="Server bearer token.")] = None,
     agent: Annotated[str | None, typer.Option(help="Agent as module:function.")] = None,
-    command: Annotated[str | None, typer.Option(help="Command agent: a command line run per rollout.")] = None,
+    command: Annotated[
+        str | None, typer.Option(help="Command agent: a command line run per rollout.")
+    ] = None,
     n: Annotated[int | None, typer.Option("-n", help="Concurrent rollouts.")] = None,
     worker_id: Annotated[str | None, typer.Option(help="Worker name (default host-pid).")] = None,
     max_rollouts: Annotated[int | None, typer.Option(help="Exit after this many rollouts.")] = None,
@@ -77,6 +94,32 @@ def reward(
     from boltrl.agent import report_reward_from_env
 
     report_reward_from_env(value, name=name)
+
+
+models_app = typer.Typer(help="Models: prepare the registry's models, list them.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The registry's models, whether each is prepared, and where."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from boltrl.models import list_models
+
+    table = Table("name", "prepared", "path", "description")
+    for m in list_models():
+        table.add_row(m["name"], "yes" if m["prepared"] else "no", str(m["path"]), m["description"])
+    Console().print(table)
+
+
+@models_app.command("prepare")
+def models_prepare(name: Annotated[str, typer.Argument(help="Registry name, e.g. smollm2-135m.")]) -> None:
+    """Build the model's cached HF checkpoint (once; later calls return at once)."""
+    from boltrl.models import prepare
+
+    print(prepare(name))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,19 @@ class ServerConfig:
     """Largest request body accepted; bigger bodies get 413."""
     public_url: str | None = None
     """URL runners and agents use to reach this server (default http://HOST:PORT)."""
+    model: str | None = None
+    """Model the gateway serves: a registry name (smollm2-135m, tiny-random), a local path or hub id.
+    None: no gateway (the server only stores)."""
+    backend: str = "hf"
+    """Inference backend for `model`: hf (in-process transformers), vllm, or openai (any endpoint)."""
+    upstream: str | None = None
+    """Base URL (ending in /v1) of the vllm or openai upstream; vllm without it launches one."""
+    upstream_api_key: str | None = None
+    """API key for the upstream, if it needs one."""
+    device: str = "cpu"
+    """Device of the hf backend (cpu, cuda, cuda:1, mps)."""
+    max_batch_size: int = 16
+    """Most requests the hf backend decodes together."""
 
     def url(self) -> str:
         if self.public_url:

@@ -36,6 +36,7 @@ class LiveServer:
     config: ServerConfig
     store: Store
     loop: asyncio.AbstractEventLoop
+    backend: Any = None
 
     def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = 30.0) -> T:
         """Run a coroutine (e.g. a store method) on the server's loop and return its result."""
@@ -44,12 +45,17 @@ class LiveServer:
 
 @contextlib.contextmanager
 def live_server(
-    store: StoreOrFactory | None = None, config: ServerConfig | None = None, *, port: int | None = None
+    store: StoreOrFactory | None = None,
+    config: ServerConfig | None = None,
+    *,
+    port: int | None = None,
+    backend: Any = None,
 ) -> Iterator[LiveServer]:
-    """Serve `create_app(store, config)` on 127.0.0.1 (a free port unless `port` is given) until exit.
+    """Serve `create_app(store, config, backend=...)` on 127.0.0.1 (a free port unless `port` is given).
 
     `store` is a Store or a zero-argument factory; a factory (and the default, a `MemoryStore`) is called
-    inside the server's loop, which asyncio-based stores need. The server closes the store on exit.
+    inside the server's loop, which asyncio-based stores need. `backend` (an `InferenceBackend` or a
+    zero-argument factory, called in the loop too) turns the gateway on. The server closes both on exit.
     """
     import uvicorn
 
@@ -64,12 +70,17 @@ def live_server(
 
     async def main() -> None:
         st = _make_store(store)
+        be = backend() if callable(backend) and not hasattr(backend, "chat") else backend
         server = uvicorn.Server(
             uvicorn_config(
-                create_app(st, cfg), cfg, log_config=None, log_level="warning", timeout_graceful_shutdown=1
+                create_app(st, cfg, backend=be),
+                cfg,
+                log_config=None,
+                log_level="warning",
+                timeout_graceful_shutdown=1,
             )
         )
-        state.update(store=st, server=server, loop=asyncio.get_running_loop())
+        state.update(store=st, server=server, loop=asyncio.get_running_loop(), backend=be)
         started.set()
         await server.serve(sockets=[sock])
 
@@ -90,7 +101,11 @@ def live_server(
         if not thread.is_alive() or "error" in state:
             raise RuntimeError(f"the test server did not start: {state.get('error')!r}")
         yield LiveServer(
-            url=f"http://127.0.0.1:{cfg.port}", config=cfg, store=state["store"], loop=state["loop"]
+            url=f"http://127.0.0.1:{cfg.port}",
+            config=cfg,
+            store=state["store"],
+            loop=state["loop"],
+            backend=state["backend"],
         )
     finally:
         if "server" in state:

@@ -184,7 +184,21 @@ def serve(config: ServerConfig) -> None:
 
 async def _serve(config: ServerConfig) -> None:
     store = await open_store_async(config.db)
-    app = create_app(store, config)
+    backend = None
+    if config.model:
+        from boltrl.inference import open_backend
+
+        log.info("loading %s with the %s backend", config.model, config.backend)
+        backend = await asyncio.to_thread(
+            open_backend,
+            config.backend,
+            config.model,
+            upstream=config.upstream,
+            api_key=config.upstream_api_key,
+            device=config.device,
+            max_batch_size=config.max_batch_size,
+        )
+    app = create_app(store, config, backend=backend)
     log.info(
         "boltrl server on http://%s:%d (store %s, %s)",
         config.host,
