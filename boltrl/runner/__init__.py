@@ -1,0 +1,8 @@
+"""Runners: processes that claim rollouts from a server and run an agent on them (see docs/runner.md)."""
+
+from __future__ import annotations
+
+from boltrl.runner.pool import RunnerPool
+from boltrl.runner.runner import RELEASED, Runner, default_worker_id, load_agent, run_runner
+
+__all__ = ["RELEASED", "Runner", "RunnerPool", "default_worker_id", "load_agent", "run_runner"]
