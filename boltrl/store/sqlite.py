@@ -382,7 +382,9 @@ class SQLiteStore:
             for s in spans:
                 key = (s.rollout_id, s.span_id)
                 if key not in seen:
-                    row = db.execute("SELECT * FROM spans WHERE rollout_id = ? AND span_id = ?", key).fetchone()
+                    row = db.execute(
+                        "SELECT * FROM spans WHERE rollout_id = ? AND span_id = ?", key
+                    ).fetchone()
                     if row is not None:
                         seen[key] = _span(row)
                 if key in seen:
