@@ -33,6 +33,7 @@ from boltrl.types import (
 )
 
 if TYPE_CHECKING:
+    from boltrl.algorithms import LightningRL
     from boltrl.runner import Runner, RunnerPool
     from boltrl.server.app import create_app
     from boltrl.store import MemoryStore, SQLiteStore, Store, open_store
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _LAZY = {
+    "LightningRL": "boltrl.algorithms",
     "MemoryStore": "boltrl.store",
     "Runner": "boltrl.runner",
     "RunnerPool": "boltrl.runner",
@@ -58,6 +60,7 @@ __all__ = [
     "Claim",
     "ConflictError",
     "InvalidInputError",
+    "LightningRL",
     "MemoryStore",
     "MissingDependencyError",
     "ModelCall",

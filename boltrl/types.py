@@ -260,9 +260,7 @@ class Reward(_Record):
         return cls(value=a[REWARD_VALUE_ATTR], name=a.get(REWARD_NAME_ATTR), step=a.get(REWARD_STEP_ATTR))
 
 
-def reward_span(
-    rollout_id: str, attempt_id: str | None, value: float, name: str | None = None
-) -> SpanCreate:
+def reward_span(rollout_id: str, attempt_id: str | None, value: float, name: str | None = None) -> SpanCreate:
     """The span that records one reward; what `boltrl reward` and the runner send."""
     attributes: dict[str, Any] = {REWARD_VALUE_ATTR: float(value)}
     if name is not None:
@@ -289,6 +287,8 @@ class ModelCall(_Record):
     agent: str | None = None
     latency_ms: float = 0.0
     finish_reason: str | None = None
+    temperature: float = 1.0
+    """The temperature `logprobs` were computed at (log_softmax(logits / T)); 1.0 for greedy calls."""
     trainable: bool = True
     error: str | None = None
 
@@ -307,3 +307,5 @@ class Transition(_Record):
     advantage: float = 0.0
     agent: str | None = None
     weights_version: int | None = None
+    temperature: float = 1.0
+    """The sampling temperature of the recorded `old_logprobs`; the trainer recomputes at the same T."""

@@ -115,6 +115,7 @@ class ChatResult:
                     agent=agent,
                     latency_ms=latency_ms,
                     finish_reason=tokens.finish_reason,
+                    temperature=tokens.temperature,
                     trainable=self.trainable,
                 )
             )
