@@ -20,6 +20,7 @@ from boltrl.server.thread import LiveServer, free_port, serve_in_thread
 live_server = serve_in_thread
 """The real app on a free loopback port in a background thread (see `serve_in_thread`)."""
 
+
 def spawn_server(
     db_path: str | Path, port: int, token: str | None = None, *, log_path: str | Path | None = None
 ) -> subprocess.Popen[bytes]:
