@@ -60,20 +60,23 @@ class LLM(BaseModel):
         """The claim's `llm` resource, or the server's gateway URL for this attempt when there is none.
 
         `{server}`, `{rollout_id}` and `{attempt_id}` in a published `base_url` are filled in, so a
-        trainer can publish one URL template for every attempt.
+        trainer can publish one URL template for every attempt. A rollout's `metadata["sampling"]`
+        overrides the published sampling parameters (the trainer's validation rollouts are greedy).
         """
         server = server.rstrip("/")
         rollout_id, attempt_id = claim.rollout.id, claim.attempt.id
         spec = claim.resources.resources.get("llm") if claim.resources else None
+        override = claim.rollout.metadata.get("sampling")
+        override = override if isinstance(override, dict) else {}
         if not isinstance(spec, dict):
-            return cls(base_url=f"{server}/gw/{rollout_id}/{attempt_id}/v1")
+            return cls(base_url=f"{server}/gw/{rollout_id}/{attempt_id}/v1", sampling=override)
         llm = cls.model_validate(spec)
         base_url = (
             llm.base_url.replace("{server}", server)
             .replace("{rollout_id}", rollout_id)
             .replace("{attempt_id}", attempt_id)
         )
-        return llm.model_copy(update={"base_url": base_url})
+        return llm.model_copy(update={"base_url": base_url, "sampling": {**llm.sampling, **override}})
 
     def openai_client(self, **kwargs: Any) -> Any:
         """An `openai.AsyncOpenAI` client for this endpoint (needs the `frameworks` extra)."""

@@ -127,3 +127,59 @@ def _coerce(key: str, raw: str, hint: Any) -> Any:
     except ValueError:
         raise InvalidInputError(f"{key}={raw!r} is not a valid {hint.__name__}") from None
     raise InvalidInputError(f"{key} cannot be set from the environment")
+
+
+@dataclass
+class TrainerConfig:
+    model: str = "smollm2-135m"
+    """Policy to train: a registry name (smollm2-135m, tiny-random), a local checkpoint or a hub id."""
+    n_runners: int = 4
+    """Rollouts run concurrently by the trainer's own runner (0: runners run elsewhere)."""
+    batch_size: int = 8
+    """Tasks per step; each gets `group_size` rollouts (one group)."""
+    max_steps: int = 50
+    """Policy updates to make."""
+    output_dir: str = "runs/boltrl"
+    """Store, metrics.jsonl, curves.png and checkpoints go here; an existing run resumes."""
+    server: str | None = None
+    """Attach to this boltrl server (whose gateway serves the policy) instead of starting one."""
+    token: str | None = None
+    """Bearer token of the server (given or started)."""
+    host: str = "127.0.0.1"
+    """Interface the started server binds (use 0.0.0.0 for runners on other hosts)."""
+    port: int = 0
+    """Port of the started server (0: a free one)."""
+    val_every: int = 5
+    """Validate every this many steps (and before the first and after the last); 0: never."""
+    val_size: int | None = None
+    """Validation tasks per validation (None: all of val_data)."""
+    temperature: float = 1.0
+    """Sampling temperature of training rollouts (validation is greedy)."""
+    max_tokens: int = 256
+    """Most tokens a model call may generate."""
+    rollout_timeout_s: float = 300.0
+    """One rollout's time limit (the runner cancels it after this)."""
+    step_timeout_s: float = 900.0
+    """How long a step waits for its rollouts; stragglers are cancelled and reported."""
+    max_attempts: int = 2
+    """Attempts per rollout before it is failed."""
+    async_rollouts: bool = False
+    """Generate the next batch while training on this one (one step of staleness)."""
+    max_staleness: int = 1
+    """Async mode: drop calls made with weights older than this many versions."""
+    device: str = "cpu"
+    """Device for the policy and the in-process backend."""
+    lora_r: int = 0
+    """LoRA rank (0: full fine-tune)."""
+    gradient_checkpointing: bool = False
+    """Trade compute for memory in the update."""
+    save_every: int = 10
+    """Checkpoint every this many steps (and at the end); 0: only at the end."""
+    resume: bool = True
+    """Continue from the latest checkpoint in output_dir if there is one."""
+    seed: int = 0
+    """Seed of task sampling and torch."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files (needs the tensorboard package)."""
+    max_batch_size: int = 16
+    """Most requests the in-process backend decodes together."""

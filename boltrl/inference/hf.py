@@ -140,6 +140,18 @@ class HFBackend:
                 own[key].copy_(value)
             self.weights_version = self.weights_version + 1 if version is None else int(version)
 
+    def load_checkpoint(self, path: str | os.PathLike[str], version: int) -> None:
+        """Load the weights of an HF checkpoint directory (`*.safetensors`) as `version`."""
+        from safetensors.torch import load_file
+
+        files = sorted(Path(path).glob("*.safetensors"))
+        if not files:
+            raise InvalidInputError(f"no *.safetensors weights in {path}")
+        state: dict[str, Any] = {}
+        for f in files:
+            state.update(load_file(str(f)))
+        self.load_weights(state, version)
+
     async def close(self) -> None:
         with self._submit_lock:
             self._closed = True

@@ -45,5 +45,5 @@ def all_routers(
         spans.router(store),
         traces.router(store, config),
         resources.router(store),
-        admin.router(store),
+        admin.router(store, backend),
     ]

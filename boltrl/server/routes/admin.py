@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from boltrl.errors import ConflictError
+from boltrl.inference.base import InferenceBackend
 from boltrl.server.routes import json_response
 from boltrl.store.base import Store
 from boltrl.types import Attempt
@@ -26,8 +30,30 @@ class Stats(BaseModel):
     """Number of rollouts by status, every status present."""
 
 
-def router(store: Store) -> APIRouter:
+class WeightsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=1, max_length=4096)
+    """An HF checkpoint directory readable by the server (the trainer's `export_pretrained`)."""
+    version: int = Field(ge=0)
+
+
+class WeightsResponse(BaseModel):
+    weights_version: int
+
+
+def router(store: Store, backend: InferenceBackend | None = None) -> APIRouter:
     r = APIRouter(tags=["admin"])
+
+    @r.post("/v1/admin/weights", response_model=WeightsResponse)
+    async def load_weights(body: WeightsRequest) -> Response:
+        """Serve new weights from a checkpoint directory (a trainer attached with `--server`)."""
+        loader = getattr(backend, "load_checkpoint", None)
+        if loader is None:
+            raise ConflictError("this server has no backend that loads checkpoints (start it with --model)")
+        await asyncio.to_thread(loader, body.path, body.version)
+        assert backend is not None
+        return json_response(WeightsResponse(weights_version=backend.weights_version))
 
     @r.get("/v1/stats", response_model=Stats)
     async def stats() -> Response:
