@@ -20,10 +20,12 @@ import time
 from typing import Any
 
 import httpx
+import pydantic_core
 
 from boltrl.inference.base import BackendError, ChatResult, ChoiceTokens, CompletionResult
+from boltrl.inference.http1 import UpstreamUnreachable, http1_client
 
-_PASS_THROUGH_STATUSES = range(400, 600)
+_JSON = {"Content-Type": "application/json"}
 
 
 class OpenAIBackend:
@@ -44,6 +46,10 @@ class OpenAIBackend:
         self.model = model
         self.weights_version = 0
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # Plain-http upstreams (vLLM next door) get the lean client; https and proxies get httpx.
+        self._fast = http1_client(
+            self.base_url, headers, timeout_s=timeout_s, max_connections=max_connections
+        )
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
@@ -72,15 +78,27 @@ class OpenAIBackend:
         if self.token_ids:
             send["return_token_ids"] = True
             send["logprobs"] = True if path == "/chat/completions" else max(int(body.get("logprobs") or 0), 1)
+        payload = pydantic_core.to_json(send)
         try:
-            r = await self._client.post(path, json=send)
-        except httpx.HTTPError as e:
+            if self._fast is not None:
+                status, content = await self._fast.post(path, payload)
+            else:
+                r = await self._client.post(path, content=payload, headers=_JSON)
+                status, content = r.status_code, r.content
+        except (httpx.TimeoutException, TimeoutError) as e:
+            raise BackendError(504, f"inference upstream {self.base_url} timed out", "api_error") from e
+        except (httpx.HTTPError, UpstreamUnreachable, OSError) as e:
             raise BackendError(
                 502, f"inference upstream {self.base_url} unreachable: {e}", "api_error"
             ) from e
-        if r.status_code in _PASS_THROUGH_STATUSES:
-            raise _upstream_error(r)
-        data: dict[str, Any] = r.json()
+        if status >= 400:
+            raise _upstream_error(status, content)
+        try:
+            data = pydantic_core.from_json(content)
+        except ValueError as e:
+            raise BackendError(502, f"upstream answered {status}, not JSON: {e}", "api_error") from e
+        if not isinstance(data, dict):
+            raise BackendError(502, "inference upstream answered JSON that is not an object", "api_error")
         return data
 
     def _tokens(self, body: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
@@ -101,6 +119,8 @@ class OpenAIBackend:
         }
 
     async def close(self) -> None:
+        if self._fast is not None:
+            await self._fast.aclose()
         await self._client.aclose()
 
 
@@ -195,16 +215,18 @@ class VLLMBackend(OpenAIBackend):
             await asyncio.to_thread(self.process.wait, 60)
 
 
-def _upstream_error(r: httpx.Response) -> BackendError:
+def _upstream_error(status: int, content: bytes) -> BackendError:
+    """The upstream's own OpenAI error (message, type, param, code) with its status, for the agent."""
     try:
-        err = r.json().get("error") or {}
-    except ValueError:
+        err = pydantic_core.from_json(content).get("error") or {}
+    except (ValueError, AttributeError):
         err = {}
     if not isinstance(err, dict):
         err = {"message": str(err)}
+    text = content[:500].decode("utf-8", "replace")
     return BackendError(
-        r.status_code,
-        str(err.get("message") or r.text[:500] or f"upstream answered {r.status_code}"),
+        status,
+        str(err.get("message") or text or f"upstream answered {status}"),
         str(err.get("type") or "api_error"),
         err.get("param"),
         err.get("code"),

@@ -179,7 +179,17 @@ def serve(config: ServerConfig) -> None:
     in-flight requests (up to 5 s), stop the reaper and close the store."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_serve(config))
+    # uvicorn picks uvloop only when it makes the loop itself; this loop is ours, so pick it here.
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_serve(config))
+
+
+def _loop_factory() -> Any:
+    try:
+        import uvloop
+    except ImportError:  # uvicorn[standard] brings it where it builds; plain asyncio otherwise
+        return None
+    return uvloop.new_event_loop
 
 
 async def _serve(config: ServerConfig) -> None:

@@ -1,0 +1,54 @@
+"""Fixtures for "zero code change, proven": real agent frameworks against the real gateway, on the
+real HF backend (tiny random model) or, for tool-call round trips, `fw_harness.ScriptedBackend`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fw_harness import Harness, ScriptedBackend
+
+from boltrl.testing import live_server
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the hub from tests
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    from boltrl import models
+
+    old = os.environ.get("BOLTRL_CACHE")
+    os.environ["BOLTRL_CACHE"] = str(tmp_path_factory.mktemp("models"))
+    try:
+        yield models.prepare("tiny-random")
+    finally:
+        if old is None:
+            os.environ.pop("BOLTRL_CACHE", None)
+        else:
+            os.environ["BOLTRL_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def scripted(tiny_dir: Path) -> Iterator[Harness]:
+    """A live server whose gateway answers from `ScriptedBackend`."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    with live_server(backend=lambda: ScriptedBackend(tokenizer)) as s:
+        harness = Harness(s)
+        yield harness
+        harness.http.close()
+
+
+@pytest.fixture(scope="session")
+def hf(tiny_dir: Path) -> Iterator[Harness]:
+    """A live server whose gateway answers from the real HF backend on the tiny random model."""
+    from boltrl.inference.hf import HFBackend
+
+    with live_server(backend=lambda: HFBackend(tiny_dir, served_name="tiny-random")) as s:
+        harness = Harness(s)
+        yield harness
+        harness.http.close()
