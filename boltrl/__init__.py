@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from boltrl.server.app import create_app
     from boltrl.store import MemoryStore, SQLiteStore, Store, open_store
     from boltrl.store.client import StoreClient
+    from boltrl.training.trainer import Trainer
 
 __version__ = "0.1.0"
 
@@ -49,6 +50,7 @@ _LAZY = {
     "SQLiteStore": "boltrl.store",
     "Store": "boltrl.store",
     "StoreClient": "boltrl.store.client",
+    "Trainer": "boltrl.training.trainer",
     "create_app": "boltrl.server.app",
     "open_store": "boltrl.store",
 }
@@ -77,6 +79,7 @@ __all__ = [
     "Span",
     "Store",
     "StoreClient",
+    "Trainer",
     "Transition",
     "UnauthorizedError",
     "create_app",

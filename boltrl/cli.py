@@ -96,6 +96,45 @@ def reward(
     report_reward_from_env(value, name=name)
 
 
+@app.command()
+def train(
+    config: Annotated[
+        str | None, typer.Argument(help="YAML: agent, train_data, val_data, trainer, algorithm.")
+    ] = None,
+    agent: Annotated[str | None, typer.Option(help="Agent as module:function.")] = None,
+    train_data: Annotated[str | None, typer.Option(help="Training tasks, JSONL.")] = None,
+    val_data: Annotated[str | None, typer.Option(help="Validation tasks, JSONL.")] = None,
+    model: Annotated[str | None, typer.Option(help="Policy model (default smollm2-135m).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Policy updates.")] = None,
+    output_dir: Annotated[
+        str | None, typer.Option(help="Run directory (resumes if it has checkpoints).")
+    ] = None,
+    server: Annotated[str | None, typer.Option(help="Attach to this server; runners run elsewhere.")] = None,
+    n_runners: Annotated[int | None, typer.Option(help="Local runner slots (0: none).")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a field: trainer.batch_size=4, algorithm.lr=1e-5"),
+    ] = None,
+) -> None:
+    """Train a policy on an agent's rollouts with LightningRL (see docs/training.md)."""
+    from boltrl.training.run import run_training
+
+    run_training(
+        config,
+        agent=agent,
+        train_data=train_data,
+        val_data=val_data,
+        overrides=set_ or [],
+        trainer={
+            "model": model,
+            "max_steps": max_steps,
+            "output_dir": output_dir,
+            "server": server,
+            "n_runners": n_runners,
+        },
+    )
+
+
 models_app = typer.Typer(help="Models: prepare the registry's models, list them.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 

@@ -69,10 +69,18 @@ def cache_dir() -> Path:
     return Path(root).expanduser() if root else Path.home() / ".cache" / "boltrl" / "models"
 
 
+def _quiet_transformers() -> None:
+    """Loading bars per weight file say nothing in a training log; errors and warnings still show."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def _require_torch() -> None:
     for module in ("torch", "transformers"):
         if importlib.util.find_spec(module) is None:
             raise MissingDependencyError(module, "train")
+    _quiet_transformers()
 
 
 def _build_tiny_random(out: Path) -> None:
