@@ -33,6 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from boltrl.adapters import AdaptedRollout, rewards, rollout_transitions
 from boltrl.agent import RolloutAgent, as_agent
@@ -236,26 +244,40 @@ class _Loop:
                 await self._validate(0)
             pending = await self._enqueue_step(start) if start < cfg.max_steps else []
             last: Path | None = None
-            for step in range(start, cfg.max_steps):
-                t0 = time.perf_counter()
-                batch, row = await self._collect(pending, step)
-                row["time/rollout_s"] = time.perf_counter() - t0
-                if cfg.async_rollouts and step + 1 < cfg.max_steps:
-                    pending = await self._enqueue_step(step + 1)
-                row.update(await self._update(batch))
-                if not cfg.async_rollouts and step + 1 < cfg.max_steps:
-                    pending = await self._enqueue_step(step + 1)
-                row["time/step_s"] = time.perf_counter() - t0
-                self.state["step"] = step + 1
-                self.metrics.log({"step": step + 1, "weights_version": self.state["version"], **row})
-                self._report(step + 1, row)
-                if self._val_due(step + 1):
-                    await self._validate(step + 1)
-                if (cfg.save_every and (step + 1) % cfg.save_every == 0) or step + 1 == cfg.max_steps:
-                    last = await asyncio.to_thread(self._save)
-                    self.metrics.plot()
+            with _progress(self.console) as progress:
+                bar = progress.add_task("training", total=cfg.max_steps, completed=start)
+                for step in range(start, cfg.max_steps):
+                    pending, saved = await self._step(step, pending)
+                    last = saved or last
+                    reward = self.metrics.history[-1].get("rollout/reward_mean")
+                    shown = "-" if reward is None else f"{reward:.3f}"
+                    progress.update(bar, advance=1, description=f"training (reward {shown})")
             self.metrics.plot()
             return last
+
+    async def _step(self, step: int, pending: list[str]) -> tuple[list[str], Path | None]:
+        """Collect `pending`, enqueue the next step (async mode: before the update), update, log,
+        validate and checkpoint when due. Returns the next step's rollout ids and any checkpoint."""
+        cfg = self.cfg
+        has_next = step + 1 < cfg.max_steps
+        t0 = time.perf_counter()
+        batch, row = await self._collect(pending, step)
+        row["time/rollout_s"] = time.perf_counter() - t0
+        following = await self._enqueue_step(step + 1) if cfg.async_rollouts and has_next else []
+        row.update(await self._update(batch))
+        if not cfg.async_rollouts and has_next:
+            following = await self._enqueue_step(step + 1)
+        row["time/step_s"] = time.perf_counter() - t0
+        self.state["step"] = step + 1
+        self.metrics.log({"step": step + 1, "weights_version": self.state["version"], **row})
+        self._report(step + 1, row)
+        if self._val_due(step + 1):
+            await self._validate(step + 1)
+        saved = None
+        if (cfg.save_every and (step + 1) % cfg.save_every == 0) or not has_next:
+            saved = await asyncio.to_thread(self._save)
+            self.metrics.plot()
+        return following, saved
 
     # ------------------------------------------------------------------ rollouts
 
@@ -423,6 +445,17 @@ class _Loop:
             weights_version=self.state["version"],
             trainer_state={"step": self.state["step"]},
         )
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
 @contextlib.contextmanager
