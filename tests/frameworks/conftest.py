@@ -3,7 +3,6 @@ real HF backend (tiny random model) or, for tool-call round trips, `fw_harness.S
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,24 +10,6 @@ import pytest
 from fw_harness import Harness, ScriptedBackend
 
 from boltrl.testing import live_server
-
-os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the hub from tests
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from boltrl import models
-
-    old = os.environ.get("BOLTRL_CACHE")
-    os.environ["BOLTRL_CACHE"] = str(tmp_path_factory.mktemp("models"))
-    try:
-        yield models.prepare("tiny-random")
-    finally:
-        if old is None:
-            os.environ.pop("BOLTRL_CACHE", None)
-        else:
-            os.environ["BOLTRL_CACHE"] = old
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ from boltrl.testing import LiveServer, live_server
 from boltrl.types import MODEL_CALL_SPAN, SpanCreate
 from tests.server.helpers import claim, enqueue
 
-os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the hub from tests
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 HELLO = [{"role": "user", "content": "What is 2 + 3?"}]
@@ -30,21 +29,6 @@ TOOL = {
         "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}},
     },
 }
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from boltrl import models
-
-    old = os.environ.get("BOLTRL_CACHE")
-    os.environ["BOLTRL_CACHE"] = str(tmp_path_factory.mktemp("models"))
-    try:
-        yield models.prepare("tiny-random")
-    finally:
-        if old is None:
-            os.environ.pop("BOLTRL_CACHE", None)
-        else:
-            os.environ["BOLTRL_CACHE"] = old
 
 
 def _hf(tiny_dir: Path) -> Any:

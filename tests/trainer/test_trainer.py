@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,15 +21,8 @@ VAL = [{"q": "val a"}, {"q": "val b"}]
 
 
 @pytest.fixture(autouse=True)
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    old = os.environ.get("BOLTRL_CACHE")
-    os.environ["BOLTRL_CACHE"] = str(tmp_path_factory.getbasetemp() / "models")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    yield
-    if old is None:
-        os.environ.pop("BOLTRL_CACHE", None)
-    else:
-        os.environ["BOLTRL_CACHE"] = old
+def _tiny(tiny_dir: Path) -> None:
+    """Every test here trains `tiny-random`, prepared once in the session's cache."""
 
 
 def fit(out: Path, max_steps: int) -> boltrl.Trainer:
