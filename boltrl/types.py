@@ -309,3 +309,75 @@ class Transition(_Record):
     weights_version: int | None = None
     temperature: float = 1.0
     """The sampling temperature of the recorded `old_logprobs`; the trainer recomputes at the same T."""
+
+
+# ---------------------------------------------------------------- operations: runs, workers, import
+
+
+class RunMetricsRequest(_Input):
+    """Rows of training metrics, one per step: `{"step": 3, "rollout/reward_mean": 0.5, ...}`."""
+
+    rows: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
+
+
+class Run(_Record):
+    """A training run known to the store by the metrics it posted."""
+
+    id: str
+    steps: int
+    """How many rows (steps) are stored."""
+    last_step: int
+    last: dict[str, Any] = Field(default_factory=dict)
+    """The row of `last_step`."""
+    created_at: float
+    updated_at: float
+
+
+class RunList(_Record):
+    runs: list[Run]
+
+
+class RunMetrics(_Record):
+    run_id: str
+    rows: list[dict[str, Any]]
+
+
+WORKER_ACTIVE_S = 60.0
+"""A worker counts as active while it has a running attempt or was heard from this recently."""
+
+
+class Worker(_Record):
+    """A worker as its attempts show it: how many of each outcome, and when it was last heard from."""
+
+    id: str
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    lost: int = 0
+    first_seen: float
+    """When its first attempt started."""
+    last_heartbeat: float
+    """The latest heartbeat (or start) of any of its attempts."""
+
+    def is_active(self, now: float) -> bool:
+        """Working on an attempt, or heard from within `WORKER_ACTIVE_S`."""
+        return self.running > 0 or now - self.last_heartbeat < WORKER_ACTIVE_S
+
+
+class WorkerList(_Record):
+    workers: list[Worker]
+
+
+class FinishedCounts(_Record):
+    since: float
+    rollouts: dict[str, int]
+    """Rollouts that ended at or after `since`, by terminal status (every one present)."""
+
+
+class ImportRequest(_Input):
+    """A recorded rollout to write as it is (see `Store.import_rollout`)."""
+
+    rollout: Rollout
+    attempts: list[Attempt] = Field(default_factory=list, max_length=100)
+    spans: list[SpanCreate] = Field(default_factory=list, max_length=10_000)

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 import pydantic_core
@@ -57,7 +57,10 @@ def with_gateway_llm(claim: Claim, config: ServerConfig, backend: InferenceBacke
     return claim.model_copy(update={"resources": resources})
 
 
-def router(store: Store, backend: InferenceBackend) -> APIRouter:
+def router(
+    store: Store, backend: InferenceBackend, on_calls: Callable[[list[ModelCall]], None] | None = None
+) -> APIRouter:
+    """`on_calls` sees each request's recorded calls (the server's Prometheus counters); it must be cheap."""
     r = APIRouter(prefix="/gw/{rollout_id}/{attempt_id}/v1", tags=["gateway"])
     recorder = Recorder(store)
 
@@ -86,10 +89,14 @@ def router(store: Store, backend: InferenceBackend) -> APIRouter:
                 request=body, agent=agent, error=error.message, latency_ms=latency_ms, trainable=False
             )
             await recorder.record(_spans(rollout_id, attempt_id, [call], started, "error"))
+            if on_calls is not None:
+                on_calls([call])
             return _json(error.to_openai(), error.status)
         latency_ms = (time.time() - started) * 1000
         calls = result.model_calls(body, latency_ms=latency_ms, agent=agent)
         await recorder.record(_spans(rollout_id, attempt_id, calls, started, "ok"))
+        if on_calls is not None:
+            on_calls(calls)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             chunks = (

@@ -17,8 +17,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-OPEN_PATHS = frozenset({"/healthz"})
-"""Routes that need no token: liveness probes carry no credentials."""
+OPEN_PATHS = frozenset({"/healthz", "/"})
+"""Routes that need no token: liveness probes carry no credentials, and the dashboard page holds no
+data (it asks for the token and sends it on its own API calls)."""
 
 
 class GuardMiddleware:

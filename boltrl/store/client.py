@@ -14,6 +14,9 @@ A retried request may already have landed the first time. What makes each method
 - `claim`: a claim whose reply was lost opens an attempt nobody works on; it misses its heartbeats
   and the reaper requeues the rollout (costing one of its `max_attempts`).
 - `put_resources`: a repeat may publish the same resources twice, as two versions.
+- `add_run_metrics`: a step posted again replaces the same row. `import_rollout`: spans go in batches
+  of at most `_IMPORT_BATCH_BYTES`; each batch after the first finds the rollout stored and adds only
+  spans it lacks, so a repeat of any of them changes nothing.
 """
 
 from __future__ import annotations
@@ -32,23 +35,37 @@ import httpx
 from pydantic import BaseModel
 
 from boltrl.config import DEFAULT_SERVER, ClientConfig
-from boltrl.errors import ERRORS_BY_STATUS, BoltrlError, ConflictError, ServerUnavailableError
+from boltrl.errors import (
+    ERRORS_BY_STATUS,
+    BoltrlError,
+    ConflictError,
+    InvalidInputError,
+    ServerUnavailableError,
+)
 from boltrl.types import (
     Attempt,
     Claim,
     EnqueueRequest,
     EnqueueResponse,
+    FinishedCounts,
+    ImportRequest,
     Resources,
     ResourcesUpdate,
     Rollout,
     RolloutCreate,
     RolloutPage,
+    Run,
+    RunList,
+    RunMetrics,
+    RunMetricsRequest,
     Span,
     SpanCreate,
     SpansRequest,
     SpansResponse,
     WaitRequest,
     WaitResponse,
+    Worker,
+    WorkerList,
     new_id,
 )
 
@@ -62,6 +79,7 @@ _BACKOFF_FIRST_S = 0.05
 _BACKOFF_MAX_S = 2.0
 _MAX_BATCH = 10_000  # the server's limit on rollouts or spans per request
 _MAX_WAIT_S = 300.0  # the server's limit on one long poll
+_IMPORT_BATCH_BYTES = 8 * 1024 * 1024  # well under the server's default body limit (32 MiB)
 
 
 class _Attempts(BaseModel):
@@ -131,8 +149,10 @@ class StoreClient:
         mode: str | None = None,
         limit: int = 100,
         after: str | None = None,
+        order: str = "asc",
     ) -> RolloutPage:
         params = {"status": status, "group_id": group_id, "mode": mode, "limit": limit, "after": after}
+        params["order"] = order if order != "asc" else None
         query = {k: v for k, v in params.items() if v is not None}
         return _parse(await self._send("GET", "/v1/rollouts", params=query), RolloutPage)
 
@@ -147,6 +167,22 @@ class StoreClient:
 
     async def count_rollouts(self) -> dict[str, int]:
         return _parse(await self._send("GET", "/v1/stats"), _Stats).rollouts
+
+    async def count_finished(self, since: float) -> dict[str, int]:
+        response = await self._send("GET", "/v1/stats/finished", params={"since": since})
+        return _parse(response, FinishedCounts).rollouts
+
+    async def import_rollout(
+        self, rollout: Rollout, attempts: list[Attempt], spans: list[SpanCreate]
+    ) -> Rollout:
+        batches = _byte_batches([_span_json(s) for s in spans], _IMPORT_BATCH_BYTES) or [[]]
+        head = ImportRequest.model_construct(rollout=rollout, attempts=attempts, spans=[])
+        prefix = head.__pydantic_serializer__.to_json(head)[: -len(b"[]}")]  # ...,"spans":
+        stored = rollout
+        for batch in batches:
+            body = prefix + b"[" + b",".join(batch) + b"]}"
+            stored = _parse(await self._send("POST", "/v1/rollouts/import", raw=body), Rollout)
+        return stored
 
     # ------------------------------------------------------------ attempts
 
@@ -206,6 +242,26 @@ class StoreClient:
         response = await self._send("GET", f"/v1/rollouts/{_q(rollout_id)}/spans", params=params)
         return _parse(response, SpansResponse).spans
 
+    # ------------------------------------------------------------ workers and runs
+
+    async def list_workers(self) -> list[Worker]:
+        return _parse(await self._send("GET", "/v1/workers"), WorkerList).workers
+
+    async def add_run_metrics(self, run_id: str, rows: list[dict[str, Any]]) -> Run:
+        run = None
+        for batch in _batches(rows):
+            body = RunMetricsRequest.model_construct(rows=batch)
+            run = _parse(await self._send("POST", f"/v1/runs/{_q(run_id)}/metrics", body), Run)
+        if run is None:
+            raise InvalidInputError("rows: give at least one row")
+        return run
+
+    async def get_run_metrics(self, run_id: str) -> list[dict[str, Any]]:
+        return _parse(await self._send("GET", f"/v1/runs/{_q(run_id)}/metrics"), RunMetrics).rows
+
+    async def list_runs(self) -> list[Run]:
+        return _parse(await self._send("GET", "/v1/runs"), RunList).runs
+
     # ------------------------------------------------------------ resources
 
     async def get_resources(self, version: int | None = None) -> Resources | None:
@@ -244,9 +300,11 @@ class StoreClient:
         params: dict[str, Any] | None = None,
         timeout_s: float | None = None,
         ok_404: bool = False,
+        raw: bytes | None = None,
     ) -> httpx.Response:
-        """Send with retries; return a 2xx response (or 404 when `ok_404`), else raise the mapped error."""
-        content: bytes | None = None
+        """Send with retries; return a 2xx response (or 404 when `ok_404`), else raise the mapped error.
+        `raw`: a body already serialized to JSON."""
+        content: bytes | None = raw
         if isinstance(body, BaseModel):
             content = body.__pydantic_serializer__.to_json(body)
         elif body is not None:
@@ -314,6 +372,24 @@ def _json(obj: dict[str, Any]) -> bytes:
 
 def _q(segment: str) -> str:
     return quote(segment, safe="")
+
+
+def _span_json(span: SpanCreate) -> bytes:
+    """A span as the import route takes it: a `SpanCreate`, without a stored span's `seq`."""
+    return span.__pydantic_serializer__.to_json(span, exclude={"seq"})
+
+
+def _byte_batches(items: list[bytes], max_bytes: int) -> list[list[bytes]]:
+    """Consecutive batches of at most `max_bytes` (a bigger item goes alone) and 10,000 items."""
+    batches: list[list[bytes]] = []
+    size = 0
+    for item in items:
+        if not batches or size + len(item) > max_bytes or len(batches[-1]) >= _MAX_BATCH:
+            batches.append([])
+            size = 0
+        batches[-1].append(item)
+        size += len(item) + 1
+    return batches
 
 
 def _batches(items: list[Any]) -> Iterator[list[Any]]:

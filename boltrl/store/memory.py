@@ -11,7 +11,16 @@ import copy
 from typing import Any
 
 from boltrl.errors import ConflictError, InvalidInputError, NotFoundError
-from boltrl.store.base import check_query, notify, parse_cursor
+from boltrl.store.base import (
+    check_import,
+    check_metric_rows,
+    check_query,
+    creatable,
+    finished_counts,
+    notify,
+    parse_cursor,
+    worker_sort_key,
+)
 from boltrl.types import (
     ROLLOUT_STATUSES,
     Attempt,
@@ -20,8 +29,10 @@ from boltrl.types import (
     Rollout,
     RolloutCreate,
     RolloutPage,
+    Run,
     Span,
     SpanCreate,
+    Worker,
     attempt_outcome,
     check_finish_status,
     check_transition,
@@ -39,6 +50,8 @@ class MemoryStore:
         self._spans: dict[str, list[Span]] = {}
         self._span_ids: dict[str, dict[str, int]] = {}  # rollout -> span_id -> seq
         self._resources: list[Resources] = []
+        self._runs: dict[str, dict[int, dict[str, Any]]] = {}  # run -> step -> row
+        self._run_times: dict[str, tuple[float, float]] = {}  # run -> (created_at, updated_at)
         self._changed: asyncio.Condition | None = None
         self._changed_loop: asyncio.AbstractEventLoop | None = None
 
@@ -91,14 +104,16 @@ class MemoryStore:
         mode: str | None = None,
         limit: int = 100,
         after: str | None = None,
+        order: str = "asc",
     ) -> RolloutPage:
-        check_query(status, mode, limit)
-        start = parse_cursor(after)
+        check_query(status, mode, limit, order)
+        start = parse_cursor(after, order)
         items: list[Rollout] = []
         last = -1
-        for rid, r in self._rollouts.items():
+        rollouts = self._rollouts.items() if order == "asc" else reversed(self._rollouts.items())
+        for rid, r in rollouts:
             pos = self._order[rid]
-            if pos <= start:
+            if (pos <= start) if order == "asc" else (pos >= start):
                 continue
             if (status and r.status != status) or (group_id and r.group_id != group_id):
                 continue
@@ -127,6 +142,36 @@ class MemoryStore:
         for r in self._rollouts.values():
             counts[r.status] += 1
         return counts
+
+    async def count_finished(self, since: float) -> dict[str, int]:
+        counts = finished_counts()
+        for r in self._rollouts.values():
+            if r.is_terminal and r.ended_at is not None and r.ended_at >= since:
+                counts[r.status] += 1
+        return counts
+
+    async def import_rollout(
+        self, rollout: Rollout, attempts: list[Attempt], spans: list[SpanCreate]
+    ) -> Rollout:
+        stored = self._attempts_by_rollout.get(rollout.id)
+        check_import(rollout, attempts, spans, None if stored is None else set(stored))
+        if rollout.id not in self._rollouts:
+            for a in attempts:
+                if a.id in self._attempts:
+                    raise InvalidInputError(
+                        f"attempt {a.id!r} exists already, in rollout {self._attempts[a.id].rollout_id!r}"
+                    )
+            self._order[rollout.id] = len(self._order)
+            self._rollouts[rollout.id] = Rollout.model_validate(rollout.model_dump())
+            self._attempts_by_rollout[rollout.id] = []
+            self._spans[rollout.id] = []
+            for a in sorted(attempts, key=lambda a: a.n):
+                self._attempts[a.id] = a.model_copy()
+                self._attempts_by_rollout[rollout.id].append(a.id)
+        if spans:
+            await self.add_spans([creatable(s) for s in spans])
+        await self._notify()
+        return await self.get_rollout(rollout.id)
 
     # ------------------------------------------------------------ attempts
 
@@ -270,6 +315,52 @@ class MemoryStore:
             for s in self._spans[rollout_id]
             if attempt_id is None or s.attempt_id == attempt_id
         ]
+
+    # ------------------------------------------------------------ workers and runs
+
+    async def list_workers(self) -> list[Worker]:
+        workers: dict[str, Worker] = {}
+        for a in self._attempts.values():
+            w = workers.get(a.worker_id)
+            if w is None:
+                w = workers[a.worker_id] = Worker(id=a.worker_id, first_seen=a.started_at, last_heartbeat=0.0)
+            setattr(w, a.status, getattr(w, a.status) + 1)
+            w.first_seen = min(w.first_seen, a.started_at)
+            w.last_heartbeat = max(w.last_heartbeat, a.heartbeat_at)
+        return sorted(workers.values(), key=worker_sort_key)
+
+    async def add_run_metrics(self, run_id: str, rows: list[dict[str, Any]]) -> Run:
+        clean = check_metric_rows(rows)
+        t = now()
+        stored = self._runs.setdefault(run_id, {})
+        for row in clean:
+            stored[row["step"]] = copy.deepcopy(row)
+        created = self._run_times.get(run_id, (t, t))[0]
+        self._run_times[run_id] = (created, t)
+        return self._run(run_id)
+
+    def _run(self, run_id: str) -> Run:
+        rows = self._runs[run_id]
+        last = max(rows)
+        created, updated = self._run_times[run_id]
+        return Run(
+            id=run_id,
+            steps=len(rows),
+            last_step=last,
+            last=copy.deepcopy(rows[last]),
+            created_at=created,
+            updated_at=updated,
+        )
+
+    async def get_run_metrics(self, run_id: str) -> list[dict[str, Any]]:
+        if run_id not in self._runs:
+            raise NotFoundError(f"run {run_id!r} not found: it has posted no metrics")
+        rows = self._runs[run_id]
+        return [copy.deepcopy(rows[step]) for step in sorted(rows)]
+
+    async def list_runs(self) -> list[Run]:
+        runs = [self._run(run_id) for run_id in self._runs]
+        return sorted(runs, key=lambda r: (-r.updated_at, r.id))
 
     # ------------------------------------------------------------ resources
 

@@ -5,8 +5,8 @@ synchronously inside the async methods: a statement takes microseconds, less tha
 Every write is one `BEGIN IMMEDIATE` transaction, so several processes (several servers, a CLI) on
 the same file still claim atomically. WAL with synchronous=NORMAL makes every acknowledged write
 survive a crash of the process; a power cut may lose the last few (use a server-grade database then).
-Left out on purpose: a thread pool, an ORM, and migrations until the schema first changes
-(`PRAGMA user_version` marks the version so one can be added).
+Left out on purpose: a thread pool and an ORM. Schema 2 only added tables and indexes, so every
+statement of `SCHEMA` is `IF NOT EXISTS` and running it again migrates a schema-1 file in place.
 """
 
 from __future__ import annotations
@@ -21,7 +21,15 @@ from contextlib import contextmanager
 from typing import Any
 
 from boltrl.errors import ConflictError, InvalidInputError, NotFoundError
-from boltrl.store.base import check_query, notify, parse_cursor
+from boltrl.store.base import (
+    check_import,
+    check_metric_rows,
+    check_query,
+    creatable,
+    finished_counts,
+    notify,
+    parse_cursor,
+)
 from boltrl.types import (
     ROLLOUT_STATUSES,
     TERMINAL_STATUSES,
@@ -31,8 +39,10 @@ from boltrl.types import (
     Rollout,
     RolloutCreate,
     RolloutPage,
+    Run,
     Span,
     SpanCreate,
+    Worker,
     attempt_outcome,
     check_finish_status,
     check_transition,
@@ -40,7 +50,7 @@ from boltrl.types import (
     now,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000
 POLL_S = 0.2  # how often wait() re-reads, to see changes made by other processes on the file
 
@@ -73,6 +83,15 @@ CREATE TABLE IF NOT EXISTS spans (
 CREATE UNIQUE INDEX IF NOT EXISTS spans_ids ON spans (rollout_id, span_id);  -- retries never duplicate
 CREATE TABLE IF NOT EXISTS resources (
     version INTEGER PRIMARY KEY, resources TEXT NOT NULL, created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rollouts_ended ON rollouts (ended_at);  -- schema 2 from here
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, steps INTEGER NOT NULL, last_step INTEGER NOT NULL,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS run_metrics (
+    run_id TEXT NOT NULL REFERENCES runs (id), step INTEGER NOT NULL, row TEXT NOT NULL,  -- row: JSON
+    PRIMARY KEY (run_id, step)
 );
 """
 
@@ -136,7 +155,7 @@ class SQLiteStore:
                     f"{self.path} has store schema {version}, newer than this boltrl's {SCHEMA_VERSION}: "
                     "upgrade boltrl"
                 )
-            if version < SCHEMA_VERSION:  # 0: a new file (migrations from 1 go here when 2 exists)
+            if version < SCHEMA_VERSION:  # 0: a new file; 1: adds schema 2's tables and indexes
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
@@ -203,18 +222,22 @@ class SQLiteStore:
         mode: str | None = None,
         limit: int = 100,
         after: str | None = None,
+        order: str = "asc",
     ) -> RolloutPage:
-        check_query(status, mode, limit)
-        where, params = ["position > ?"], [parse_cursor(after), *(v for v in (status, group_id, mode) if v)]
+        check_query(status, mode, limit, order)
+        cursor = parse_cursor(after, order)
+        where = ["position > ?" if order == "asc" else "position < ?"]
+        params = [cursor, *(v for v in (status, group_id, mode) if v)]
         where += [f"{c} = ?" for c, v in (("status", status), ("group_id", group_id), ("mode", mode)) if v]
+        direction = "" if order == "asc" else " DESC"
         rows = self._read(
-            f"SELECT * FROM rollouts WHERE {' AND '.join(where)} ORDER BY position LIMIT ?",
+            f"SELECT * FROM rollouts WHERE {' AND '.join(where)} ORDER BY position{direction} LIMIT ?",
             (*params, limit + 1),
         )
         more = len(rows) > limit
         rows = rows[:limit]
-        cursor = str(rows[-1]["position"]) if more else None
-        return RolloutPage(rollouts=[_rollout(r) for r in rows], next_cursor=cursor)
+        next_cursor = str(rows[-1]["position"]) if more else None
+        return RolloutPage(rollouts=[_rollout(r) for r in rows], next_cursor=next_cursor)
 
     async def cancel(self, rollout_id: str) -> Rollout:
         with self._write() as db:
@@ -236,6 +259,40 @@ class SQLiteStore:
         for row in self._read("SELECT status, COUNT(*) AS n FROM rollouts GROUP BY status"):
             counts[row["status"]] = row["n"]
         return counts
+
+    async def count_finished(self, since: float) -> dict[str, int]:
+        counts = finished_counts()
+        sql = f"SELECT status, COUNT(*) AS n FROM rollouts WHERE ended_at >= ? AND status IN ({TERMINAL})"
+        for row in self._read(sql + " GROUP BY status", (since,)):
+            counts[row["status"]] = row["n"]
+        return counts
+
+    async def import_rollout(
+        self, rollout: Rollout, attempts: list[Attempt], spans: list[SpanCreate]
+    ) -> Rollout:
+        with self._write() as db:
+            exists = db.execute("SELECT 1 FROM rollouts WHERE id = ?", (rollout.id,)).fetchone() is not None
+            known = None
+            if exists:
+                rows = db.execute("SELECT id FROM attempts WHERE rollout_id = ?", (rollout.id,))
+                known = {row["id"] for row in rows}
+            check_import(rollout, attempts, spans, known)
+            if not exists:
+                for a in attempts:
+                    row = db.execute("SELECT rollout_id FROM attempts WHERE id = ?", (a.id,)).fetchone()
+                    if row is not None:
+                        raise InvalidInputError(f"attempt {a.id!r} exists already, in rollout {row[0]!r}")
+                fields = rollout.model_dump()
+                fields["input"] = _dumps(rollout.input, f"input of rollout {rollout.id!r}")
+                fields["metadata"] = _dumps(rollout.metadata, f"metadata of rollout {rollout.id!r}")
+                _insert(db, "rollouts", [fields])
+                if attempts:
+                    _insert(db, "attempts", [a.model_dump() for a in sorted(attempts, key=lambda a: a.n)])
+            if spans:
+                self._write_spans(db, [creatable(s) for s in spans])
+            stored = self._get_rollout(db, rollout.id)
+        await self._notify()
+        return stored
 
     # ------------------------------------------------------------ attempts
 
@@ -366,43 +423,44 @@ class SQLiteStore:
     # ------------------------------------------------------------ spans
 
     async def add_spans(self, spans: list[SpanCreate]) -> list[Span]:
-        out: list[Span] = []
         with self._write() as db:
-            next_seq: dict[str, int] = {}
-            for s in spans:  # validate the whole batch before writing any of it
-                if s.rollout_id not in next_seq:
-                    next_seq[s.rollout_id] = self._get_rollout_row(db, s.rollout_id)["next_span_seq"]
-                owner = s.attempt_id and self._get_attempt(db, s.attempt_id).rollout_id
-                if owner and owner != s.rollout_id:
-                    raise InvalidInputError(
-                        f"attempt {s.attempt_id!r} belongs to rollout {owner!r}, not {s.rollout_id!r}"
-                    )
-            rows: list[dict[str, Any]] = []
-            seen: dict[tuple[str, str], Span] = {}  # a span already stored (or earlier in this batch) is kept
-            for s in spans:
-                key = (s.rollout_id, s.span_id)
-                if key not in seen:
-                    row = db.execute(
-                        "SELECT * FROM spans WHERE rollout_id = ? AND span_id = ?", key
-                    ).fetchone()
-                    if row is not None:
-                        seen[key] = _span(row)
-                if key in seen:
-                    out.append(seen[key])
-                    continue
-                seq = next_seq[s.rollout_id]
-                next_seq[s.rollout_id] = seq + 1
-                out.append(Span(seq=seq, **s.model_dump()))
-                seen[key] = out[-1]
-                row = out[-1].model_dump()
-                row["attributes"] = _dumps(row["attributes"], f"attributes of span {s.name!r}")
-                row["events"] = _dumps(row["events"], f"events of span {s.name!r}")
-                rows.append(row)
-            if rows:
-                _insert(db, "spans", rows)
-            db.executemany(
-                "UPDATE rollouts SET next_span_seq = ? WHERE id = ?", [(n, r) for r, n in next_seq.items()]
-            )
+            return self._write_spans(db, spans)
+
+    def _write_spans(self, db: sqlite3.Connection, spans: list[SpanCreate]) -> list[Span]:
+        out: list[Span] = []
+        next_seq: dict[str, int] = {}
+        for s in spans:  # validate the whole batch before writing any of it
+            if s.rollout_id not in next_seq:
+                next_seq[s.rollout_id] = self._get_rollout_row(db, s.rollout_id)["next_span_seq"]
+            owner = s.attempt_id and self._get_attempt(db, s.attempt_id).rollout_id
+            if owner and owner != s.rollout_id:
+                raise InvalidInputError(
+                    f"attempt {s.attempt_id!r} belongs to rollout {owner!r}, not {s.rollout_id!r}"
+                )
+        rows: list[dict[str, Any]] = []
+        seen: dict[tuple[str, str], Span] = {}  # a span already stored (or earlier in this batch) is kept
+        for s in spans:
+            key = (s.rollout_id, s.span_id)
+            if key not in seen:
+                row = db.execute("SELECT * FROM spans WHERE rollout_id = ? AND span_id = ?", key).fetchone()
+                if row is not None:
+                    seen[key] = _span(row)
+            if key in seen:
+                out.append(seen[key])
+                continue
+            seq = next_seq[s.rollout_id]
+            next_seq[s.rollout_id] = seq + 1
+            out.append(Span(seq=seq, **s.model_dump()))
+            seen[key] = out[-1]
+            row = out[-1].model_dump()
+            row["attributes"] = _dumps(row["attributes"], f"attributes of span {s.name!r}")
+            row["events"] = _dumps(row["events"], f"events of span {s.name!r}")
+            rows.append(row)
+        if rows:
+            _insert(db, "spans", rows)
+        db.executemany(
+            "UPDATE rollouts SET next_span_seq = ? WHERE id = ?", [(n, r) for r, n in next_seq.items()]
+        )
         return out
 
     async def get_spans(self, rollout_id: str, *, attempt_id: str | None = None) -> list[Span]:
@@ -413,6 +471,59 @@ class SQLiteStore:
             if attempt_id is not None:
                 sql, params = sql + " AND attempt_id = ?", (rollout_id, attempt_id)
             return [_span(row) for row in self._db.execute(sql + " ORDER BY seq", params)]
+
+    # ------------------------------------------------------------ workers and runs
+
+    async def list_workers(self) -> list[Worker]:
+        rows = self._read(
+            "SELECT worker_id AS id, MIN(started_at) AS first_seen, MAX(heartbeat_at) AS last_heartbeat,"
+            + ", ".join(
+                f" SUM(status = '{s}') AS {s}"
+                for s in ("running", "succeeded", "failed", "timed_out", "lost")
+            )
+            + " FROM attempts GROUP BY worker_id ORDER BY last_heartbeat DESC, worker_id"
+        )
+        return [Worker.model_validate(dict(row)) for row in rows]
+
+    async def add_run_metrics(self, run_id: str, rows: list[dict[str, Any]]) -> Run:
+        clean = check_metric_rows(rows)
+        values = [
+            (run_id, row["step"], _dumps(row, f"metrics of run {run_id!r} step {row['step']}"))
+            for row in clean
+        ]
+        t = now()
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO runs (id, steps, last_step, created_at, updated_at) VALUES (?, 0, 0, ?, ?)"
+                " ON CONFLICT (id) DO NOTHING",
+                (run_id, t, t),
+            )
+            db.executemany("INSERT OR REPLACE INTO run_metrics (run_id, step, row) VALUES (?, ?, ?)", values)
+            db.execute(
+                "UPDATE runs SET updated_at = ?,"
+                " steps = (SELECT COUNT(*) FROM run_metrics WHERE run_id = runs.id),"
+                " last_step = (SELECT MAX(step) FROM run_metrics WHERE run_id = runs.id) WHERE id = ?",
+                (t, run_id),
+            )
+            return self._runs(db, "WHERE runs.id = ?", (run_id,))[0]
+
+    def _runs(self, db: sqlite3.Connection, where: str = "", params: tuple[Any, ...] = ()) -> list[Run]:
+        rows = db.execute(
+            "SELECT runs.*, m.row AS last FROM runs JOIN run_metrics m ON m.run_id = runs.id"
+            f" AND m.step = runs.last_step {where} ORDER BY runs.updated_at DESC, runs.id",
+            params,
+        )
+        return [Run.model_validate({**dict(row), "last": json.loads(row["last"])}) for row in rows]
+
+    async def get_run_metrics(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._read("SELECT row FROM run_metrics WHERE run_id = ? ORDER BY step", (run_id,))
+        if not rows:
+            raise NotFoundError(f"run {run_id!r} not found: it has posted no metrics")
+        return [json.loads(row["row"]) for row in rows]
+
+    async def list_runs(self) -> list[Run]:
+        with self._lock:
+            return self._runs(self._db)
 
     # ------------------------------------------------------------ resources
 

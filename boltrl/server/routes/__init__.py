@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -26,9 +27,23 @@ def json_response(model: BaseModel, status_code: int = 200) -> Response:
 def all_routers(
     store: Store, config: ServerConfig, backend: InferenceBackend | None = None
 ) -> list[APIRouter]:
-    from boltrl.server.routes import admin, attempts, resources, rollouts, spans
+    from boltrl.server.metrics import CountingStore, ServerMetrics
+    from boltrl.server.routes import (
+        admin,
+        attempts,
+        dashboard,
+        imports,
+        metrics,
+        resources,
+        rollouts,
+        runs,
+        spans,
+        workers,
+    )
     from boltrl.server.routes import otlp as traces
 
+    counters = ServerMetrics()
+    store = cast(Store, CountingStore(store, counters))  # counts spans ingested, whichever route
     on_claim: Callable[[Claim], Claim] | None = None
     extra: list[APIRouter] = []
     if backend is not None:
@@ -37,7 +52,7 @@ def all_routers(
         def on_claim(claim: Claim) -> Claim:
             return gateway.with_gateway_llm(claim, config, backend)
 
-        extra.append(gateway.router(store, backend))
+        extra.append(gateway.router(store, backend, on_calls=counters.observe_calls))
     return [
         *extra,
         rollouts.router(store, on_claim),
@@ -46,4 +61,9 @@ def all_routers(
         traces.router(store, config),
         resources.router(store),
         admin.router(store, backend),
+        imports.router(store),
+        runs.router(store),
+        workers.router(store),
+        metrics.router(store, counters),
+        dashboard.router(),
     ]

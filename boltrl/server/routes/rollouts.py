@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -41,10 +41,11 @@ def router(store: Store, on_claim: Callable[[Claim], Claim] | None = None) -> AP
         mode: Mode | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         after: Annotated[str | None, Query(description="The previous page's next_cursor.")] = None,
+        order: Annotated[Literal["asc", "desc"], Query(description="desc: newest first.")] = "asc",
     ) -> Response:
-        """Query rollouts in queue order; pass `next_cursor` as `after` for the next page."""
+        """Query rollouts in queue order (`order=desc`: newest first); `after`: the last next_cursor."""
         page = await store.list_rollouts(
-            status=status, group_id=group_id, mode=mode, limit=limit, after=after
+            status=status, group_id=group_id, mode=mode, limit=limit, after=after, order=order
         )
         return json_response(page)
 

@@ -1,0 +1,1 @@
+"""The dashboard's static files (index.html, app.js, style.css), served inlined at `/`."""
