@@ -114,6 +114,9 @@ def train(
     ] = None,
     server: Annotated[str | None, typer.Option(help="Attach to this server; runners run elsewhere.")] = None,
     n_runners: Annotated[int | None, typer.Option(help="Local runner slots (0: none).")] = None,
+    offline: Annotated[
+        str | None, typer.Option(help="Train from a `boltrl dump` file instead of running agents.")
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a field: trainer.batch_size=4, algorithm.lr=1e-5"),
@@ -128,6 +131,7 @@ def train(
         train_data=train_data,
         val_data=val_data,
         overrides=set_ or [],
+        offline=offline,
         trainer={
             "model": model,
             "max_steps": max_steps,

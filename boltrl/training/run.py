@@ -70,10 +70,17 @@ def run_training(
     val_data: str | None = None,
     overrides: list[str] | None = None,
     trainer: dict[str, Any] | None = None,
+    offline: str | None = None,
 ) -> FitResult:
     data = load_config(config)
     apply_overrides(data, overrides or [])
     data.setdefault("trainer", {}).update({k: v for k, v in (trainer or {}).items() if v is not None})
+    if offline:  # recorded rollouts: no agent, no tasks
+        fitter = Trainer(
+            config=build("trainer", TrainerConfig, data["trainer"]),
+            algorithm=build("algorithm", LightningRL, data.get("algorithm") or {}),
+        )
+        return fitter.fit_offline(offline)
     agent = agent or data.get("agent")
     train_data = train_data or data.get("train_data")
     if not agent or not train_data:

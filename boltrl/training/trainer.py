@@ -25,6 +25,7 @@ import functools
 import json
 import logging
 import random
+import re
 import threading
 import time
 import uuid
@@ -135,6 +136,12 @@ class Trainer:
             last = asyncio.run(loop.run(url))
         return FitResult(metrics.history, out, state["version"], last)
 
+    def fit_offline(self, records: str | Path, *, epochs: int = 1) -> FitResult:
+        """Train from a `boltrl dump` of recorded rollouts, with no agents running (see offline.py)."""
+        from boltrl.training.offline import fit_offline
+
+        return fit_offline(self, records, epochs=epochs)
+
     # ------------------------------------------------------------------ set-up
 
     def _policy_config(self) -> PolicyConfig:
@@ -224,7 +231,9 @@ class _Loop:
         self.cfg, self.algo, self.console = trainer.config, trainer.algorithm, trainer.console
         self.policy, self.metrics, self.publish = policy, metrics, publish
         self.train, self.val, self.state = train, val, state
-        self.run_id = uuid.uuid4().hex[:8]
+        self.run_id = uuid.uuid4().hex[:8]  # prefixes this fit call's rollout ids
+        self.run_name = run_name(self.cfg.output_dir)  # the run's curves on the server, across resumes
+        self._server_rows: dict[int, dict[str, Any]] = {}
         self.rng = random.Random(self.cfg.seed + state["step"])
         self.order: list[int] = []
         self.loss_fn = functools.partial(policy_loss, config=self.algo)
@@ -269,7 +278,7 @@ class _Loop:
             following = await self._enqueue_step(step + 1)
         row["time/step_s"] = time.perf_counter() - t0
         self.state["step"] = step + 1
-        self.metrics.log({"step": step + 1, "weights_version": self.state["version"], **row})
+        await self._log({"step": step + 1, "weights_version": self.state["version"], **row})
         self._report(step + 1, row)
         if self._val_due(step + 1):
             await self._validate(step + 1)
@@ -423,8 +432,19 @@ class _Loop:
             values.append(rollout_return(rewards(spans), self.algo.credit, self.algo.gamma) if spans else 0.0)
         values += [0.0] * late
         mean = sum(values) / max(len(values), 1)
-        self.metrics.log({"step": step, "val/reward_mean": mean, "val/n": len(ids), "val/stragglers": late})
+        await self._log({"step": step, "val/reward_mean": mean, "val/n": len(ids), "val/stragglers": late})
         self.console.log(f"validation at step {step}: reward {mean:.3f} over {len(ids)} task(s)")
+
+    async def _log(self, row: dict[str, Any]) -> None:
+        """Append to metrics.jsonl, and post the step's merged row to the server for the dashboard
+        and /metrics. Posting is telemetry: a failure is logged, never raised into training."""
+        self.metrics.log(row)
+        merged = self._server_rows.setdefault(row["step"], {})
+        merged.update(self.metrics.history[-1])
+        try:
+            await self.store.add_run_metrics(self.run_name, [merged])
+        except Exception:
+            log.warning("could not post metrics of step %s to the server", row["step"], exc_info=True)
 
     def _report(self, step: int, row: dict[str, Any]) -> None:
         def fmt(key: str, spec: str = ".3f") -> str:
@@ -482,6 +502,12 @@ def _runner_thread(agent: RolloutAgent, url: str, token: str | None, n: int) -> 
         if "runner" in holder:
             holder["loop"].call_soon_threadsafe(holder["runner"].stop, 5.0)
         thread.join(timeout=60)
+
+
+def run_name(output_dir: str | Path) -> str:
+    """A run id for the server from the output directory's name (`runs/calc` -> `calc`)."""
+    name = re.sub(r"[^A-Za-z0-9_.:\-]+", "-", Path(output_dir).resolve().name).strip("-")
+    return name[:128] or "run"
 
 
 def load_tasks(data: Iterable[Any] | str | Path | None) -> list[Any]:

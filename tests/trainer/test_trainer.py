@@ -13,6 +13,7 @@ import boltrl
 from boltrl.cli import main
 from boltrl.errors import InvalidInputError
 from boltrl.store.sqlite import SQLiteStore
+from boltrl.training.trainer import run_name
 from boltrl.types import MODEL_CALL_SPAN, ModelCall
 from tests.trainer.agents import brevity
 
@@ -81,6 +82,17 @@ def test_fit_records_rewards_trains_every_parameter_and_serves_new_weights(tmp_p
 
     assert asyncio.run(versions()) == {1}
 
+    async def posted() -> list[dict[str, object]]:  # the dashboard's curves come from the store
+        store = SQLiteStore(str(tmp_path / "boltrl.db"))
+        try:
+            return await store.get_run_metrics(run_name(tmp_path))
+        finally:
+            await store.close()
+
+    rows = asyncio.run(posted())
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    assert "val/reward_mean" in rows[2] and "rollout/reward_mean" in rows[2]  # val merged into the step
+
 
 def test_fit_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     fit(tmp_path, 1).fit(brevity, TRAIN)
@@ -113,3 +125,19 @@ def test_bad_options_name_the_field(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("agent: x:y\ntrain_data: t.jsonl\nalgorithm: {group_sise: 2}\n")
     assert main(["train", str(config)]) == 2
+
+
+def test_offline_training_from_a_dump_of_recorded_rollouts(tmp_path: Path) -> None:
+    """Record a run, dump it, and train a fresh policy from the dump with no agents running."""
+    fit(tmp_path / "online", 1).fit(brevity, TRAIN)
+    dump = tmp_path / "runs.jsonl"
+    db = str(tmp_path / "online" / "boltrl.db")
+    assert main(["dump", "--db", db, "--out", str(dump), "--mode", "train", "--status", "succeeded"]) == 0
+    out = tmp_path / "offline"
+    args = ["train", "--offline", str(dump), "--model", "tiny-random", "--output-dir", str(out)]
+    assert main([*args, "--set", "trainer.batch_size=2", "--set", "algorithm.group_size=4"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]  # 3 recorded groups, 2 per step
+    assert all(math.isfinite(r["train/loss"]) for r in rows if "train/loss" in r)
+    assert any("train/loss" in r for r in rows)
+    assert list((out / "checkpoints").iterdir())
