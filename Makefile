@@ -42,7 +42,7 @@ pytest-fast: setup
 test: lint typecheck browser pytest
 
 demo: setup
-	$(PY) examples/quickstart/run.py
+	$(PY) examples/calc/train.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
