@@ -26,6 +26,7 @@ import json
 import logging
 import random
 import re
+import shutil
 import threading
 import time
 import uuid
@@ -175,6 +176,10 @@ class Trainer:
                 body = {"path": str(path.resolve()), "version": version}
                 r = httpx.post(f"{url}/v1/admin/weights", json=body, headers=headers, timeout=600)
                 r.raise_for_status()
+                # the server has loaded `path`; older exports (a full model each) are never read again
+                for old in path.parent.glob("v*"):
+                    if old != path and old.is_dir():
+                        shutil.rmtree(old, ignore_errors=True)
 
             return url, publish_remote
 
@@ -364,7 +369,10 @@ class _Loop:
         stale = 0
         oldest = self.state["version"] - self.cfg.max_staleness
         for adapted in batch:  # async mode: calls from weights too old to correct are dropped
-            keep = [t for t in adapted.transitions if (t.weights_version or 0) >= oldest]
+            # (a call recorded without a version, e.g. a span sent by the agent itself, is kept)
+            keep = [
+                t for t in adapted.transitions if t.weights_version is None or t.weights_version >= oldest
+            ]
             stale += len(adapted.transitions) - len(keep)
             adapted.transitions = keep
         stats = sum((a.stats for a in batch[1:]), batch[0].stats) if batch else None
