@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from boltrl.adapters import AdaptedRollout, rollout_transitions
-from boltrl.algorithms import compute_advantages, policy_loss, rollout_weights
+from boltrl.algorithms import policy_loss
 from boltrl.dump import read_dump
 from boltrl.errors import InvalidInputError
-from boltrl.training.batching import Sample
 from boltrl.training.checkpoint import save_checkpoint
 from boltrl.training.metrics import MetricsLog
 from boltrl.training.policy import Policy
+from boltrl.training.update import policy_update
 
 if TYPE_CHECKING:
     from boltrl.training.trainer import FitResult, Trainer
@@ -63,16 +63,8 @@ def fit_offline(trainer: Trainer, records: str | Path, *, epochs: int = 1) -> Fi
                 break
             t0 = time.perf_counter()
             flat = [r for group in batch for r in group]
-            transitions, adv = compute_advantages(flat, algo)
-            row: dict[str, Any] = {"step": step + 1, **adv.metrics(), "rollout/n": len(flat)}
-            if transitions:
-                weights = rollout_weights(transitions)
-                samples = [
-                    Sample.from_transition(t, temperature=t.temperature, weight=w)
-                    for t, w in zip(transitions, weights, strict=True)
-                ]
-                for _ in range(algo.ppo_epochs):
-                    row.update(policy.train_step(samples, loss_fn))
+            row: dict[str, Any] = {"step": step + 1, "rollout/n": len(flat)}
+            row.update(policy_update(policy, flat, algo, loss_fn))
             row["time/step_s"] = time.perf_counter() - t0
             metrics.log(row)
             trainer.console.log(

@@ -46,15 +46,15 @@ from rich.progress import (
 
 from boltrl.adapters import AdaptedRollout, rewards, rollout_transitions
 from boltrl.agent import RolloutAgent, as_agent
-from boltrl.algorithms import LightningRL, compute_advantages, policy_loss, rollout_return, rollout_weights
+from boltrl.algorithms import LightningRL, policy_loss, rollout_return
 from boltrl.config import RunnerConfig, ServerConfig, TrainerConfig
 from boltrl.errors import ConflictError, InvalidInputError
 from boltrl.store.base import Store
 from boltrl.store.client import StoreClient
-from boltrl.training.batching import Sample
 from boltrl.training.checkpoint import export_pretrained, latest_checkpoint, load_checkpoint, save_checkpoint
 from boltrl.training.metrics import MetricsLog
 from boltrl.training.policy import LoraConfig, Policy, PolicyConfig
+from boltrl.training.update import policy_update
 from boltrl.types import Rollout, RolloutCreate
 
 log = logging.getLogger(__name__)
@@ -391,27 +391,9 @@ class _Loop:
 
     async def _update(self, batch: list[AdaptedRollout]) -> dict[str, Any]:
         t0 = time.perf_counter()
-        transitions, adv = compute_advantages(batch, self.algo)
-        row: dict[str, Any] = dict(adv.metrics())
-        if not transitions:
-            row["train/skipped"] = 1.0
-            return row
-        weights = rollout_weights(transitions)
-        samples = [
-            Sample.from_transition(t, temperature=t.temperature, weight=w)
-            for t, w in zip(transitions, weights, strict=True)
-        ]
-        for _ in range(self.algo.ppo_epochs):
-            ref = (
-                await asyncio.to_thread(self.policy.reference_logprobs, samples)
-                if self.algo.kl_coef
-                else None
-            )
-            row.update(
-                await asyncio.to_thread(
-                    self.policy.train_step, samples, self.loss_fn, ref_policy_logprobs=ref
-                )
-            )
+        row = await asyncio.to_thread(policy_update, self.policy, batch, self.algo, self.loss_fn)
+        if "train/loss" not in row:
+            return row  # nothing to learn from: the weights (and their version) stay
         self.state["version"] += 1
         t1 = time.perf_counter()
         await asyncio.to_thread(self.publish, self.state["version"])
