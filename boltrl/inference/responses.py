@@ -64,15 +64,7 @@ def chat_result(
             lp = {"content": [_token_logprob(t, v, top, token_text) for t, v, top in _zip(c)]}
         out.append({"index": i, "message": message, "logprobs": lp, "finish_reason": finish})
         tokens.append(ChoiceTokens(c.ids, c.logprobs, finish, c.temperature))
-    response = {
-        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "system_fingerprint": f"boltrl-w{weights_version}",
-        "choices": out,
-        "usage": _usage(len(prompt_ids), choices),
-    }
+    response = _envelope("chatcmpl", "chat.completion", model, weights_version, out, prompt_ids, choices)
     return ChatResult(response, prompt_ids, tokens, model, weights_version, trainable=True)
 
 
@@ -103,16 +95,29 @@ def completion_result(
             }
         out.append({"index": i, "text": c.text, "logprobs": lp, "finish_reason": c.finish_reason})
         tokens.append(ChoiceTokens(c.ids, c.logprobs, c.finish_reason, c.temperature))
-    response = {
-        "id": f"cmpl-{uuid.uuid4().hex[:24]}",
-        "object": "text_completion",
+    response = _envelope("cmpl", "text_completion", model, weights_version, out, prompt_ids, choices)
+    return CompletionResult(response, prompt_ids, tokens, model, weights_version, trainable=True)
+
+
+def _envelope(
+    prefix: str,
+    kind: str,
+    model: str,
+    weights_version: int,
+    out: list[dict[str, Any]],
+    prompt_ids: list[int],
+    choices: list[Sampled],
+) -> dict[str, Any]:
+    """The OpenAI response around its choices, the same for chat and text completions."""
+    return {
+        "id": f"{prefix}-{uuid.uuid4().hex[:24]}",
+        "object": kind,
         "created": int(time.time()),
         "model": model,
         "system_fingerprint": f"boltrl-w{weights_version}",
         "choices": out,
         "usage": _usage(len(prompt_ids), choices),
     }
-    return CompletionResult(response, prompt_ids, tokens, model, weights_version, trainable=True)
 
 
 def _zip(c: Sampled) -> list[tuple[int, float, list[tuple[int, float]]]]:
