@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.boltrl-installed
-EXTRAS ?= dev,train,frameworks
+EXTRAS ?= dev,train,frameworks,scale
 
 .PHONY: setup browser test lint typecheck pytest pytest-fast demo clean
 
