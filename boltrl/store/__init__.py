@@ -18,21 +18,24 @@ def open_store(url: str) -> Store:
     `memory` or `memory://`: a `MemoryStore` (gone when the process ends).
     `sqlite:///PATH`, `sqlite://PATH` or a plain path: a `SQLiteStore`, its parent folders created
     (`sqlite:///runs/a.db` is relative to the working directory, `sqlite:////tmp/a.db` absolute).
-    Anything else raises `InvalidInputError`; PostgreSQL is not built yet.
+    `postgresql://USER:PASSWORD@HOST:PORT/DB` (or `postgres://`, `postgresql+psycopg://`): a
+    `PostgresStore`, which needs `pip install 'boltrl[scale]'`; several servers may share its database.
+    Anything else raises `InvalidInputError`.
     """
     url = url.strip()
     if url in ("memory", "memory://", ":memory:"):
         return MemoryStore()
     if url.startswith(("postgresql://", "postgres://", "postgresql+")):
-        raise InvalidInputError(
-            f"PostgreSQL stores are not built yet (got {url!r}): use a SQLite file path or 'memory'"
-        )
+        from boltrl.store.postgres import PostgresStore  # psycopg is optional: the `scale` extra
+
+        return PostgresStore(url)
     if url.startswith("sqlite://"):
         # SQLAlchemy's spelling wins: sqlite:///runs/a.db is relative, sqlite:////tmp/a.db absolute.
         path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url[len("sqlite://") :]
     elif "://" in url or not url:
         raise InvalidInputError(
-            f"store URL {url!r} is not understood: use a file path, sqlite:///PATH or 'memory'"
+            f"store URL {url!r} is not understood: use a file path, sqlite:///PATH, postgresql://... "
+            "or 'memory'"
         )
     else:
         path = url

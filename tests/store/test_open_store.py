@@ -54,8 +54,6 @@ async def test_sqlite_urls_create_parent_folders(
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("postgresql://u@host/db", "PostgreSQL stores are not built yet"),
-        ("postgres://u@host/db", "PostgreSQL stores are not built yet"),
         ("redis://localhost", "'redis://localhost' is not understood"),
         ("", "is not understood"),
         ("sqlite://", "names no file"),
