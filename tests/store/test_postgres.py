@@ -19,7 +19,7 @@ from boltrl.errors import InvalidInputError, MissingDependencyError, ServerUnava
 from boltrl.store import open_store
 from boltrl.store.client import StoreClient
 from boltrl.testing import free_port, spawn_server, wait_healthy
-from boltrl.types import RolloutCreate, SpanCreate
+from boltrl.types import ROLLOUT_STATUSES, RolloutCreate, SpanCreate
 from tests.store.conftest import fresh_postgres
 
 pytestmark = pytest.mark.anyio
@@ -48,6 +48,18 @@ async def test_open_store_gives_a_postgres_store_that_keeps_data(pg_url: str) ->
         assert s1.seq == 1
     finally:
         await again.close()
+
+
+@pytest.mark.parametrize("scheme", ["postgres://", "postgresql+psycopg://"])
+async def test_other_url_spellings(pg_url: str, scheme: str) -> None:
+    from boltrl.store.postgres import PostgresStore
+
+    store = open_store(pg_url.replace("postgresql://", scheme, 1))
+    try:
+        assert isinstance(store, PostgresStore)
+        assert await store.count_rollouts() == dict.fromkeys(ROLLOUT_STATUSES, 0)
+    finally:
+        await store.close()
 
 
 async def test_newer_schema_is_refused(pg_url: str) -> None:
