@@ -69,6 +69,10 @@ def runner(
     n: Annotated[int | None, typer.Option("-n", help="Concurrent rollouts.")] = None,
     worker_id: Annotated[str | None, typer.Option(help="Worker name (default host-pid).")] = None,
     max_rollouts: Annotated[int | None, typer.Option(help="Exit after this many rollouts.")] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Run the -n slots as Ray actors on this cluster (HOST:PORT, auto).")
+    ] = None,
+    ray_actors: Annotated[int | None, typer.Option(help="Ray actors (default: one per 8 slots).")] = None,
 ) -> None:
     """Claim rollouts from a server and run the agent on them until stopped."""
     from boltrl.runner import run_runner
@@ -84,7 +88,14 @@ def runner(
         n=n,
         worker_id=worker_id,
         max_rollouts=max_rollouts,
+        ray_address=ray_address,
+        ray_actors=ray_actors,
     )
+    if config.ray_address:
+        from boltrl.runner.ray import run_ray_runners
+
+        run_ray_runners(config)
+        return
     run_runner(config)
 
 

@@ -94,6 +94,13 @@ class RunnerConfig:
     """On SIGTERM, how long in-flight rollouts may run on before they are released."""
     max_rollouts: int | None = None
     """Stop after this many rollouts (None: run until stopped)."""
+    ray_address: str | None = None
+    """Run the `n` slots as Ray actors on this cluster: a head's HOST:PORT (or ray://HOST:PORT), or
+    `auto`; None: in this process."""
+    ray_actors: int = 0
+    """Ray actors the slots are spread over (0: one per 8 slots)."""
+    ray_num_cpus: float = 0.05
+    """CPUs each Ray actor reserves; small, so dozens of actors fit on a small head."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form settings passed to hooks."""
 
@@ -135,6 +142,9 @@ class TrainerConfig:
     """Policy to train: a registry name (smollm2-135m, tiny-random), a local checkpoint or a hub id."""
     n_runners: int = 4
     """Rollouts run concurrently by the trainer's own runner (0: runners run elsewhere)."""
+    runners: str = "local"
+    """Where those `n_runners` slots run: local (this process), or Ray actors: ray://HOST:PORT (a Ray
+    head), or ray (RAY_ADDRESS, else the latest `ray start` on this host, else a new local Ray)."""
     batch_size: int = 8
     """Tasks per step; each gets `group_size` rollouts (one group)."""
     max_steps: int = 50

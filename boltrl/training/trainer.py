@@ -211,6 +211,19 @@ class Trainer:
         if cfg.n_runners <= 0:
             self.console.log("no local runners: waiting for runners connected to the server")
             return
+        if cfg.runners != "local":  # Ray actors on a cluster: "ray://HOST:PORT" or "ray"
+            from boltrl.runner.ray import RayRunners
+
+            named = isinstance(agent, str)
+            config = RunnerConfig(
+                server=url,
+                token=cfg.token,
+                agent=agent if named else "",
+                n=cfg.n_runners,
+                ray_address=cfg.runners,
+            )
+            stack.enter_context(RayRunners(config, agent=None if named else agent))
+            return
         if isinstance(agent, str):
             from boltrl.runner.pool import RunnerPool
 
