@@ -27,12 +27,13 @@ from typing import Any
 
 from boltrl.agent import RolloutAgent, as_agent
 from boltrl.config import RunnerConfig
-from boltrl.errors import BoltrlError, InvalidInputError, MissingDependencyError
+from boltrl.errors import BoltrlError, InvalidInputError, MissingDependencyError, ServerUnavailableError
 from boltrl.runner.runner import Runner, load_agent
 
 log = logging.getLogger(__name__)
 
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+AUTH_MODE_ENV, AUTH_TOKEN_PATH_ENV, AUTH_TOKEN_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN"
 SLOTS_PER_ACTOR = 8
 """Default slots per actor when `ray_actors` is 0: `-n 64` runs as 8 actors of 8 slots."""
 STOP_EXTRA_S = 10.0
@@ -65,9 +66,17 @@ def _is_loopback(address: str | None) -> bool:
 
 
 def import_ray(address: str | None = None) -> Any:
-    """`import ray`, or MissingDependencyError naming the extra; for a loopback address, loopback mode."""
-    if _is_loopback(address) and "ray" not in sys.modules:
-        os.environ.setdefault(LOOPBACK_ENV, "0")
+    """`import ray`, or MissingDependencyError naming the extra.
+
+    Before the import, like `ray start` does for a head: a token in RAY_AUTH_TOKEN_PATH or
+    RAY_AUTH_TOKEN turns token auth on (Ray 2.60 clients send none without RAY_AUTH_MODE=token), and
+    a loopback address turns on loopback mode.
+    """
+    if "ray" not in sys.modules:
+        if os.environ.get(AUTH_TOKEN_PATH_ENV) or os.environ.get(AUTH_TOKEN_ENV):
+            os.environ.setdefault(AUTH_MODE_ENV, "token")
+        if _is_loopback(address):
+            os.environ.setdefault(LOOPBACK_ENV, "0")
     try:
         import ray
     except ImportError:
@@ -92,9 +101,11 @@ def split(total: int, parts: int) -> list[int]:
 class RunnerActor:
     """The body of one Ray actor: a `Runner` with `config.n` slots. Its methods run on the actor's loop."""
 
-    def __init__(self, config: RunnerConfig, agent: RolloutAgent | None = None) -> None:
-        if not logging.getLogger().handlers:
-            logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    def __init__(
+        self, config: RunnerConfig, agent: RolloutAgent | None = None, log_level: int = logging.INFO
+    ) -> None:
+        if not logging.getLogger().handlers:  # Ray sends the actor's stderr to the driver
+            logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
             logging.getLogger("httpx").setLevel(logging.WARNING)
         self.config = config
         self.agent = agent
@@ -138,7 +149,8 @@ class RayRunners:
     `address` defaults to `config.ray_address`; `config.ray_actors` (0: one per 8 slots) and
     `config.ray_num_cpus` (reserved per actor) shape the spread. `agent` (a `@rollout` object) is
     shipped to the actors pickled, else they import `config.agent` (from the driver's working
-    directory, which Ray puts on workers' sys.path, or from a `runtime_env` working_dir).
+    directory, which Ray puts on workers' sys.path, or from a `runtime_env` working_dir). The actors
+    log at `log_level` (Ray streams their output to this process).
     """
 
     def __init__(
@@ -148,6 +160,7 @@ class RayRunners:
         *,
         agent: RolloutAgent | Any | None = None,
         runtime_env: dict[str, Any] | None = None,
+        log_level: int = logging.INFO,
     ) -> None:
         if config.n < 1:
             raise InvalidInputError(f"RunnerConfig.n must be at least 1, got {config.n}")
@@ -162,6 +175,7 @@ class RayRunners:
         self.n_actors = config.ray_actors or math.ceil(config.n / SLOTS_PER_ACTOR)
         self.agent = as_agent(agent) if agent is not None else None
         self.runtime_env = runtime_env
+        self.log_level = log_level
         self.actors: list[Any] = []
         self.worker_ids: list[str | None] = []
         self._runs: list[Any] = []
@@ -191,14 +205,21 @@ class RayRunners:
             raise InvalidInputError("these RayRunners are already started")
         ray = self._ray = import_ray(self.address)
         if not ray.is_initialized():
-            ray.init(address=self.address, logging_level=logging.WARNING)
+            try:
+                ray.init(address=self.address, logging_level=logging.WARNING)
+            except ConnectionError as e:
+                raise ServerUnavailableError(
+                    f"could not connect to the Ray cluster at {self.address or 'auto'} ({e}): is its head "
+                    f"running, and does this process have its token ({AUTH_MODE_ENV}=token and "
+                    f"{AUTH_TOKEN_PATH_ENV})?"
+                ) from None
             self._owns_ray = True
         cls = ray.remote(RunnerActor).options(
             num_cpus=self.config.ray_num_cpus, max_restarts=0, runtime_env=self.runtime_env
         )
         configs = self.configs()
         try:
-            self.actors = [cls.remote(cfg, self.agent) for cfg in configs]
+            self.actors = [cls.remote(cfg, self.agent, self.log_level) for cfg in configs]
             self.worker_ids = [cfg.worker_id for cfg in configs]
             errors = ray.get([a.ready.remote() for a in self.actors])
             if any(errors):

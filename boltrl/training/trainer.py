@@ -222,7 +222,8 @@ class Trainer:
                 n=cfg.n_runners,
                 ray_address=cfg.runners,
             )
-            stack.enter_context(RayRunners(config, agent=None if named else agent))
+            quiet = logging.WARNING  # their per-rollout lines would drown the progress bar
+            stack.enter_context(RayRunners(config, agent=None if named else agent, log_level=quiet))
             return
         if isinstance(agent, str):
             from boltrl.runner.pool import RunnerPool

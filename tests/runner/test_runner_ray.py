@@ -30,6 +30,7 @@ from boltrl.runner.ray import RayRunners, import_ray, ray_address, split
 from boltrl.store.client import StoreClient
 from boltrl.testing import free_port, live_server
 from boltrl.types import REWARD_SPAN, ROLLOUT_SPAN, Reward
+from tests.runner import agents
 from tests.runner.helpers import REPO, enqueue, subprocess_env
 
 pytestmark = pytest.mark.anyio
@@ -242,6 +243,24 @@ async def test_a_killed_actor_loses_only_its_attempts(ray_head: RayHead) -> None
 
 
 @needs_ray
+def test_the_head_refuses_a_client_without_its_token(ray_head: RayHead, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token either
+    code = f"import ray; ray.init(address={ray_head.address!r})"
+    err = tmp_path / "stderr"
+    with open(err, "wb") as f:
+        proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=f)
+    try:
+        deadline = time.monotonic() + 60
+        while b"InvalidAuthToken" not in err.read_bytes():  # Ray retries for a minute; seeing one is enough
+            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()[-2000:]
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@needs_ray
 async def test_an_agent_that_does_not_import_is_an_error(ray_head: RayHead) -> None:
     config = fast(server="http://127.0.0.1:9", agent="tests.runner.no_such_module:agent", n=2)
     with pytest.raises(InvalidInputError, match="no_such_module"):
@@ -292,5 +311,5 @@ async def test_trainer_runners_option_starts_ray_actors(ray_head: RayHead) -> No
             ids = await enqueue(store, *({"reward": 0.5} for _ in range(3)))
             trainer = Trainer("tiny-random", runners=f"ray://{ray_head.address}", n_runners=3)
             with contextlib.ExitStack() as stack:
-                trainer._start_runners(stack, "tests.runner.agents:scored", server.url)
+                trainer._start_runners(stack, agents.scored, server.url)  # shipped pickled
                 assert [r.status for r in await store.wait(ids, 60)] == ["succeeded"] * 3
