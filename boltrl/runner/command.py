@@ -2,7 +2,8 @@
 
 The runner starts `command` (split with `shlex`) in its own process group, with the rollout in its
 environment: the model endpoint (BOLTRL_BASE_URL, BOLTRL_API_KEY, BOLTRL_MODEL), the ids and server
-(BOLTRL_ROLLOUT_ID, BOLTRL_ATTEMPT_ID, BOLTRL_SERVER, BOLTRL_TOKEN), the task input as JSON
+(BOLTRL_ROLLOUT_ID, BOLTRL_ATTEMPT_ID, BOLTRL_SERVER, and BOLTRL_TOKEN: the attempt's own token,
+which writes spans for this attempt only, never the runner's), the task input as JSON
 (BOLTRL_TASK), and OpenTelemetry settings (TRACEPARENT of the rollout's root span,
 OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_RESOURCE_ATTRIBUTES) so an OTel-instrumented program sends its
 spans to the server's OTLP route tagged with the rollout. Exit 0 is success; any other exit fails

@@ -39,6 +39,7 @@ from boltrl.agent import LLM, RolloutAgent, as_agent, call_hook, emit_reward
 from boltrl.config import RunnerConfig
 from boltrl.errors import BoltrlError, ConflictError, InvalidInputError, NotFoundError, UnauthorizedError
 from boltrl.runner.command import CommandFailedError, command_env, run_command
+from boltrl.server.auth import attempt_token
 from boltrl.store.base import Store
 from boltrl.tracing import RolloutContext, Tracing, rollout_scope, traceparent
 from boltrl.types import Claim
@@ -243,7 +244,10 @@ class Runner:
                 rollout_id=claim.rollout.id,
                 attempt_id=claim.attempt.id,
                 server=self.config.server,
-                token=self.config.token,
+                # The attempt's own token, never the runner's: the command is the code under training.
+                token=attempt_token(self.config.token, claim.rollout.id, claim.attempt.id)
+                if self.config.token
+                else None,
                 task_input=claim.rollout.input,
                 traceparent=traceparent(root),
             )

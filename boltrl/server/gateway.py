@@ -27,6 +27,7 @@ from fastapi.responses import Response, StreamingResponse
 from boltrl.config import ServerConfig
 from boltrl.errors import ConflictError, InvalidInputError, NotFoundError
 from boltrl.inference.base import BackendError, ChatResult, InferenceBackend
+from boltrl.server.auth import attempt_token
 from boltrl.store.base import Store
 from boltrl.types import MODEL_CALL_SPAN, Claim, LLMResource, ModelCall, Resources, SpanCreate
 
@@ -42,13 +43,14 @@ def gateway_url(config: ServerConfig, rollout_id: str, attempt_id: str) -> str:
 
 def with_gateway_llm(claim: Claim, config: ServerConfig, backend: InferenceBackend) -> Claim:
     """Point the claim's `llm` resource at this attempt's gateway URL, keeping the published model
-    name and sampling parameters (or the backend's first model when none was published)."""
+    name and sampling parameters (or the backend's first model when none was published). Its
+    `api_key` is the attempt's own token (`boltrl.server.auth`), never the server's."""
     resources = claim.resources.model_copy(deep=True) if claim.resources else None
     published = dict(resources.resources.get("llm") or {}) if resources else {}
     llm = LLMResource(
         base_url=gateway_url(config, claim.rollout.id, claim.attempt.id),
         model=published.get("model") or backend.models()[0],
-        api_key=config.token or "boltrl",
+        api_key=attempt_token(config.token, claim.rollout.id, claim.attempt.id) if config.token else "boltrl",
         sampling=published.get("sampling") or {},
     )
     if resources is None:

@@ -1,5 +1,9 @@
 """`GuardMiddleware`: the bearer-token check and the request-body size limit, in front of every route.
 
+The server's token opens every route. An attempt's token (`boltrl.server.auth`) opens only that
+attempt's gateway and the span routes (which then refuse spans of any other attempt); on any other
+route it gets 403. A wrong or missing token gets 401, before routing.
+
 A pure ASGI middleware rather than a FastAPI dependency: it rejects a request before routing, body
 parsing or validation cost anything, and adds one header scan to each request that passes.
 """
@@ -10,6 +14,8 @@ import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from boltrl.server import auth
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -40,19 +46,22 @@ class GuardMiddleware:
                 content_length = value
             elif name == b"transfer-encoding":
                 chunked = value
-        if (
-            self._token is not None
-            and scope["path"] not in OPEN_PATHS
-            and not self._authorized(authorization)
-        ):
-            await send_error(
-                send,
-                401,
-                "missing or wrong bearer token: send 'Authorization: Bearer <token>'",
-                "UnauthorizedError",
-                [(b"www-authenticate", b"Bearer")],
-            )
-            return
+        if self._token is not None and scope["path"] not in OPEN_PATHS:
+            granted = self._authorize(authorization)
+            if granted is None:
+                await send_error(
+                    send,
+                    401,
+                    "missing or wrong bearer token: send 'Authorization: Bearer <token>'",
+                    "UnauthorizedError",
+                    [(b"www-authenticate", b"Bearer")],
+                )
+                return
+            if isinstance(granted, tuple):
+                if not auth.allowed(scope["method"], scope["path"], granted):
+                    await send_error(send, 403, auth.forbidden_message(granted), "ForbiddenError")
+                    return
+                scope.setdefault("state", {})[auth.STATE_KEY] = granted
         if content_length is not None:
             # The HTTP server enforces Content-Length framing, so the header is the body's size.
             try:
@@ -71,11 +80,17 @@ class GuardMiddleware:
             receive = _replay(body, receive)
         await self.app(scope, receive, send)
 
-    def _authorized(self, header: bytes | None) -> bool:
+    def _authorize(self, header: bytes | None) -> tuple[str, str] | bool | None:
+        """True for the server's token, `(rollout_id, attempt_id)` for an attempt's, None otherwise."""
         if header is None or self._token is None:
-            return False
+            return None
         scheme, _, token = header.partition(b" ")
-        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._token)
+        if scheme.lower() != b"bearer":
+            return None
+        token = token.strip()
+        if hmac.compare_digest(token, self._token):
+            return True
+        return auth.parse_attempt_token(self._token, token)
 
     def _too_large(self, size: int | None) -> str:
         got = f" ({size} bytes)" if size is not None else ""

@@ -7,12 +7,14 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from boltrl.agent import LLM
 from boltrl.runner import Runner
 from boltrl.runner.command import command_env
+from boltrl.server.auth import attempt_token
 from boltrl.store.memory import MemoryStore
 from boltrl.types import ROLLOUT_SPAN
 from tests.runner.helpers import enqueue, fast_config, run_until_terminal
@@ -48,11 +50,13 @@ async def test_command_gets_the_rollout_in_its_environment(tmp_path: Path) -> No
     assert env["BOLTRL_BASE_URL"] == "http://llm/v1"
     assert (env["BOLTRL_MODEL"], env["BOLTRL_API_KEY"]) == ("smol", "k")
     assert (env["BOLTRL_ROLLOUT_ID"], env["BOLTRL_ATTEMPT_ID"]) == (rid, attempt.id)
-    assert (env["BOLTRL_SERVER"], env["BOLTRL_TOKEN"]) == ("http://boltrl:4747", "s3cret")
+    token = attempt_token("s3cret", rid, attempt.id)  # the attempt's own, never the runner's
+    assert (env["BOLTRL_SERVER"], env["BOLTRL_TOKEN"]) == ("http://boltrl:4747", token)
     assert json.loads(env["BOLTRL_TASK"]) == {"out": str(out), "q": "2+2"}
     assert env["TRACEPARENT"] == f"00-{root.trace_id}-{root.span_id}-01"
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://boltrl:4747"
-    assert env["OTEL_EXPORTER_OTLP_HEADERS"] == "Authorization=Bearer%20s3cret"
+    assert env["OTEL_EXPORTER_OTLP_HEADERS"] == "Authorization=" + quote(f"Bearer {token}")
+    assert "s3cret" not in json.dumps(env)
     assert env["OTEL_RESOURCE_ATTRIBUTES"] == f"boltrl.rollout_id={rid},boltrl.attempt_id={attempt.id}"
 
 

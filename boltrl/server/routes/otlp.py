@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from boltrl.config import ServerConfig
 from boltrl.errors import BoltrlError
-from boltrl.server import otlp
+from boltrl.server import auth, otlp
 from boltrl.server.middleware import error_body
 from boltrl.store.base import Store
 
@@ -48,6 +48,7 @@ def router(store: Store, config: ServerConfig) -> APIRouter:
             decoded = await anyio.to_thread.run_sync(_decode, body, encoding, kind, config.max_body_bytes)
         else:
             decoded = _decode(body, encoding, kind, config.max_body_bytes)
+        _drop_foreign(decoded, getattr(request.state, auth.STATE_KEY, None))
         await _drop_unknown(store, decoded)
         if decoded.spans:
             await store.add_spans(decoded.spans)
@@ -58,6 +59,16 @@ def router(store: Store, config: ServerConfig) -> APIRouter:
 
 def _decode(body: bytes, encoding: str | None, kind: str, max_bytes: int) -> otlp.Decoded:
     return otlp.decode_spans(otlp.parse_request(otlp.decompress(body, encoding, max_bytes), kind))
+
+
+def _drop_foreign(decoded: otlp.Decoded, scope: tuple[str, str] | None) -> None:
+    """Under an attempt's token, reject (in `partial_success`) spans of any other rollout or attempt."""
+    if scope is None:
+        return
+    kept = [s for s in decoded.spans if (s.rollout_id, s.attempt_id) == scope]
+    if len(kept) < len(decoded.spans):
+        decoded.reject(auth.forbidden_message(scope), len(decoded.spans) - len(kept))
+    decoded.spans = kept
 
 
 async def _drop_unknown(store: Store, decoded: otlp.Decoded) -> None:
