@@ -14,6 +14,7 @@ host's network address, where a loopback-only head does not listen (see docs/run
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import math
@@ -49,7 +50,9 @@ def ray_address(spec: str | None) -> str | None:
     address = spec.removeprefix("ray://")
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise InvalidInputError(f"a Ray address is ray://HOST:PORT, HOST:PORT, ray or auto; got {spec!r}")
+        raise InvalidInputError(
+            f"a Ray address is ray://HOST:PORT, HOST:PORT, ray or auto (or local: no Ray); got {spec!r}"
+        )
     return address
 
 
@@ -185,8 +188,6 @@ class RayRunners:
 
     def configs(self) -> list[RunnerConfig]:
         """One RunnerConfig per actor: its slots, its worker id, its share of `max_rollouts`."""
-        import dataclasses
-
         c = self.config
         slots = split(c.n, self.n_actors)
         quotas: list[int | None] = [None] * len(slots)
