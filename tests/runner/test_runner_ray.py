@@ -183,10 +183,12 @@ def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @needs_ray
 async def test_rollouts_run_on_ray_actors(ray_head: RayHead) -> None:
-    with live_server() as server:
-        async with StoreClient(server.url) as store:
+    with live_server(config=ServerConfig(db="memory", token="s3cret")) as server:
+        async with StoreClient(server.url, "s3cret") as store:
             ids = await enqueue(store, *({"reward": i / 10} for i in range(8)))
-            config = fast(server=server.url, agent="tests.runner.agents:scored", n=4, ray_actors=2)
+            config = fast(
+                server=server.url, token="s3cret", agent="tests.runner.agents:scored", n=4, ray_actors=2
+            )
             with RayRunners(config, ray_head.address) as runners:
                 assert runners.worker_ids == ["ray-0", "ray-1"]
                 done = await store.wait(ids, 60)
