@@ -7,7 +7,7 @@ transaction at READ COMMITTED; what makes it safe under concurrent writers in an
   different row and never wait on one another.
 - A span batch locks its rollouts' rows before it reads `next_span_seq`, so `seq` stays monotonic per
   rollout whoever writes. Locks are taken rollout row first, then its attempts, and several rollout
-  rows in id order, everywhere, so two transactions never deadlock.
+  rows in id order, so claims, finishes, cancels, span writes and reaps never deadlock one another.
 - `wait` is woken at once by this object's writes and re-reads every `POLL_S` to see other servers'.
 Left out on purpose: LISTEN/NOTIFY (a connection held per server, for a wake-up 0.2 s sooner), an ORM,
 and migrations (schema 1 is the first; see `postgres_db.py`).

@@ -16,6 +16,8 @@ ENDED = ("succeeded", "failed", "timed_out", "lost")
 
 
 class Operations(pg.Database):
+    """Counts, workers, runs and resources: reads, and writes that touch no rollout."""
+
     async def count_rollouts(self) -> dict[str, int]:
         counts = dict.fromkeys(ROLLOUT_STATUSES, 0)
         for row in await self._read("SELECT status, COUNT(*) AS n FROM rollouts GROUP BY status"):
