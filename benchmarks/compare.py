@@ -141,10 +141,10 @@ def gateway_table(part: dict[str, Any]) -> list[str]:
     ]
     for cell in part["cells"]:
         d, b, a = cell["direct"], cell["boltrl"], cell["agl"]
-        for key, label in (("p50_ms", "added p50 ms"), ("p99_ms", "added p99 ms")):
+        for key, label in (("p50_ms", "added p50, ms"), ("p99_ms", "added p99, ms")):
             added_b = [max(x[key] - y[key], 0.001) for x, y in zip(b, d, strict=True)]
             added_a = [max(x[key] - y[key], 0.001) for x, y in zip(a, d, strict=True)]
-            direct = spread([x[key] for x in d], ".2f") + " (latency)"
+            direct = spread([x[key] for x in d], ".2f") + " (its latency)"
             lines.append(
                 row(
                     cell["concurrency"],

@@ -70,6 +70,9 @@ class Server:
                 cmd += ["--backend", "openai", "--upstream", self.upstream, "--model", "x"]
             return cmd, {**env, "PYTHONPATH": str(ROOT)}
         if self.kind == "agl03":
+            # litellm (imported by agentlightning 0.3.0) fetches its model cost map online at import;
+            # its documented switch keeps it to the copy in the package (no traffic off this machine).
+            env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
             return [str(AGL03 / "agl"), "store", "--host", "127.0.0.1", "--port", str(self.port),
                     "--log-level", "WARNING"], env  # fmt: skip
         if self.kind == "agl1":
