@@ -95,11 +95,20 @@ def parse_request(body: bytes, kind: str) -> ExportTraceServiceRequest:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise InvalidInputError(f"request body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise InvalidInputError("request body is nested too deeply to be an OTLP export") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(
+            "request body must be a JSON object (an OTLP ExportTraceServiceRequest), "
+            f"got {type(data).__name__}"
+        )
     _hex_ids_to_base64(data)
     try:
         json_format.ParseDict(data, request, ignore_unknown_fields=True)
     except json_format.ParseError as e:
         raise InvalidInputError(f"request body is not an OTLP ExportTraceServiceRequest: {e}") from None
+    except RecursionError:
+        raise InvalidInputError("request body is nested too deeply to be an OTLP export") from None
     return request
 
 
