@@ -36,9 +36,15 @@ log = logging.getLogger("boltrl.gateway")
 AGENT_HEADER = "x-boltrl-agent"
 
 
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
 def gateway_url(config: ServerConfig, rollout_id: str, attempt_id: str) -> str:
-    """The `base_url` an agent uses for one attempt."""
-    return f"{config.url()}/gw/{rollout_id}/{attempt_id}/v1"
+    """The `base_url` an agent uses for one attempt. A server bound to every interface (and given no
+    `public_url`) cannot know which of its addresses a runner reached it by, so it sends the template
+    `{server}/gw/...`, which the runner fills in with the URL it uses itself (`LLM.for_attempt`)."""
+    base = "{server}" if config.public_url is None and config.host in WILDCARD_HOSTS else config.url()
+    return f"{base}/gw/{rollout_id}/{attempt_id}/v1"
 
 
 def with_gateway_llm(claim: Claim, config: ServerConfig, backend: InferenceBackend) -> Claim:

@@ -188,3 +188,21 @@ def test_without_a_token_only_healthz_and_the_empty_dashboard_page_answer(
         assert anon.get("/healthz").status_code == 200
         page = anon.get("/")  # the dashboard's page holds no data: it asks for the token
         assert page.status_code == 200 and ra not in page.text and TOKEN not in page.text
+
+
+def test_a_server_on_every_interface_lets_runners_fill_in_its_address() -> None:
+    from boltrl.agent import LLM
+    from boltrl.server.gateway import gateway_url
+    from boltrl.types import Attempt, Claim, Resources, Rollout
+
+    assert gateway_url(ServerConfig(port=4800), "r", "a") == "http://127.0.0.1:4800/gw/r/a/v1"
+    template = gateway_url(ServerConfig(host="0.0.0.0"), "r", "a")
+    assert template == "{server}/gw/r/a/v1"
+    public = ServerConfig(host="0.0.0.0", public_url="http://boltrl.internal:4747/")
+    assert gateway_url(public, "r", "a") == "http://boltrl.internal:4747/gw/r/a/v1"
+    claim = Claim(
+        rollout=Rollout(id="r", input=1, created_at=0.0),
+        attempt=Attempt(id="a", rollout_id="r", n=1, worker_id="w", started_at=0.0, heartbeat_at=0.0),
+        resources=Resources(version=1, resources={"llm": {"base_url": template}}, created_at=0.0),
+    )
+    assert LLM.for_attempt(claim, "http://10.1.2.3:4747/").base_url == "http://10.1.2.3:4747/gw/r/a/v1"
