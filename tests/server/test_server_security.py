@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -206,3 +210,35 @@ def test_a_server_on_every_interface_lets_runners_fill_in_its_address() -> None:
         resources=Resources(version=1, resources={"llm": {"base_url": template}}, created_at=0.0),
     )
     assert LLM.for_attempt(claim, "http://10.1.2.3:4747/").base_url == "http://10.1.2.3:4747/gw/r/a/v1"
+
+
+@pytest.mark.anyio
+async def test_a_command_agent_works_with_its_attempt_token_and_nothing_more(
+    gw: LiveServer, admin: httpx.Client, tmp_path: Path
+) -> None:
+    from boltrl.config import RunnerConfig
+    from boltrl.runner import Runner
+    from boltrl.store.client import StoreClient
+
+    _, victim = _two_attempts(admin)  # a running attempt of another rollout, claimed by someone else
+    out = tmp_path / "seen.json"
+    enqueue(admin, {"id": "cmd-r", "input": {"out": str(out), "other": list(_ids(victim))}})
+    command = f"{shlex.quote(sys.executable)} {Path(__file__).parent / 'token_command.py'}"
+    config = RunnerConfig(server=gw.url, token=TOKEN, poll_interval_s=0.02, worker_id="cmd", max_rollouts=1)
+    async with StoreClient(gw.url, token=TOKEN) as store:
+        await Runner(store, command=command, config=config).run()
+        rollout = await store.get_rollout("cmd-r")
+    assert rollout.status == "succeeded", rollout
+    result = json.loads(out.read_text())
+    assert result["seen"] == {
+        "gateway": 200,
+        "other gateway": 403,
+        "other spans": 403,
+        "enqueue": 403,
+        "stats": 403,
+        "finish other": 403,
+    }
+    assert TOKEN not in json.dumps(result["env"])
+    names = [s["name"] for s in admin.get("/v1/rollouts/cmd-r/spans").json()["spans"]]
+    assert {"boltrl.model_call", "solve", "boltrl.reward", "boltrl.rollout"} <= set(names)
+    assert admin.get(f"/v1/rollouts/{_ids(victim)[0]}").json()["status"] == "running"
