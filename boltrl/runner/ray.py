@@ -330,6 +330,9 @@ def run_ray_runners(config: RunnerConfig) -> None:
         if stops:
             log.info("stopping %d Ray runner actor(s) (grace %g s)", runners.alive(), config.shutdown_grace_s)
         endings = runners.stop(abort=lambda: len(stops) > 1)
+    except BaseException:
+        runners.stop(0, abort=lambda: True)
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

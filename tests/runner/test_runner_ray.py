@@ -297,6 +297,30 @@ async def test_cli_runs_actors_until_max_rollouts_then_sigterm_stops_it(ray_head
                     proc.kill()
 
 
+def runner_actors(session: int) -> list[str]:
+    out = subprocess.run(["ps", "-o", "pid=,args=", "-s", str(session)], capture_output=True, text=True)
+    return [line for line in out.stdout.splitlines() if "ray::RunnerActor" in line]
+
+
+@needs_ray
+async def test_the_actors_go_with_a_killed_cli(ray_head: RayHead) -> None:
+    env = subprocess_env(**ray_head.env)
+    with live_server() as server:
+        async with StoreClient(server.url) as store:
+            ids = await enqueue(store, {"reward": 1.0})
+            argv = ["runner", "--server", server.url, "--ray-address", ray_head.address, "-n", "2"]
+            argv += ["--agent", "tests.runner.agents:scored", "--worker-id", "doomed"]
+            proc = subprocess.Popen([sys.executable, "-m", "boltrl", *argv], cwd=REPO, env=env)
+            try:
+                assert [r.status for r in await store.wait(ids, 60)] == ["succeeded"]
+                assert runner_actors(ray_head.proc.pid)
+            finally:
+                proc.kill()  # SIGKILL: no chance to stop its actors
+                proc.wait()
+            # Ray fate-shares actors with their owner: the driver's death takes them down.
+            await wait_for(lambda: not runner_actors(ray_head.proc.pid), 30, "the actors to be gone")
+
+
 @needs_ray
 def test_cli_bad_ray_address_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["runner", "--ray-address", "ray://nowhere", "--agent", "tests.runner.agents:scored"]
