@@ -30,7 +30,7 @@ app = typer.Typer(
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (default 4747).")] = None,
-    db: Annotated[str | None, typer.Option(help="SQLite file, sqlite:///PATH or 'memory'.")] = None,
+    db: Annotated[str | None, typer.Option(help="SQLite file, postgresql://... or 'memory'.")] = None,
     token: Annotated[str | None, typer.Option(help="Require 'Authorization: Bearer TOKEN'.")] = None,
     heartbeat_timeout_s: Annotated[float | None, typer.Option(help="Mark attempts lost after this.")] = None,
     model: Annotated[

@@ -28,7 +28,7 @@ class ServerConfig:
     port: int = DEFAULT_PORT
     """TCP port to listen on."""
     db: str = "boltrl.db"
-    """Store location: a SQLite file path, `sqlite:///PATH`, or `memory`."""
+    """Store location: a SQLite file path, `sqlite:///PATH`, `postgresql://...`, or `memory`."""
     token: str | None = None
     """Bearer token required on every route but /healthz; None disables auth."""
     heartbeat_timeout_s: float = 30.0
