@@ -67,7 +67,7 @@ async def enqueue_many(store: StoreClient, n: int, prefix: str, **task: Any) -> 
 
 async def audit(store: StoreClient, ids: list[str]) -> dict[str, int]:
     """Check the end state of a run that faults hit: every rollout succeeded, by exactly one succeeded
-    attempt, every attempt terminal, and the final reward recorded once, by that attempt. Returns the
+    attempt, every attempt terminal, and that attempt's final reward recorded once. Returns the
     attempt statuses counted over all rollouts."""
     statuses: dict[str, int] = {}
     for rid in ids:
@@ -85,5 +85,9 @@ async def audit(store: StoreClient, ids: list[str]) -> dict[str, int]:
             for s in await store.get_spans(rid)
             if s.name == REWARD_SPAN and s.attributes.get(REWARD_NAME_ATTR) == "final"
         ]
-        assert finals == [(winner.id, Reward(value=1.0, name="final"))], (rid, finals)
+        # The winner's final reward, once. A lost attempt may have one too: its runner was slow to
+        # heartbeat but alive, and stored its spans after the server had given up on it.
+        assert [r for a, r in finals if a == winner.id] == [Reward(value=1.0, name="final")], (rid, finals)
+        losers = {a.id for a in attempts if a.status != "succeeded"}
+        assert all(a == winner.id or a in losers for a, _ in finals), (rid, finals)
     return statuses

@@ -21,7 +21,7 @@ async def test_kill_9_of_runners_mid_run_loses_nothing(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A short heartbeat timeout, so the attempts of killed runners are found lost within seconds.
-    monkeypatch.setenv("BOLTRL_HEARTBEAT_TIMEOUT_S", "2")
+    monkeypatch.setenv("BOLTRL_HEARTBEAT_TIMEOUT_S", "5")
     monkeypatch.setenv("BOLTRL_REAP_INTERVAL_S", "0.2")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -52,9 +52,11 @@ async def test_kill_9_of_runners_mid_run_loses_nothing(
         assert len(done) == N
         statuses = await audit(store, ids)
         assert statuses["succeeded"] == N
-        assert statuses.get("lost", 0) >= 2  # the killed runners had attempts in flight
+        lost_by: set[str] = set()
         for rid in ids:
             for a in await store.list_attempts(rid):
                 if a.status == "lost":
-                    assert a.worker_id in ("a", "b", "c", "d") and "heartbeat" in (a.error or "")
+                    lost_by.add(a.worker_id)
+                    assert "heartbeat" in (a.error or "")
+        assert {"a", "b", "c", "d"} <= lost_by  # each killed runner had attempts in flight
         assert all(p.poll() is None for p in runners.values())  # the survivors are still working
