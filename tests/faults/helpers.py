@@ -32,7 +32,7 @@ def runner_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_runner(server: str, worker_id: str, n: int, agent: str = "tests.faults.agents:work") -> Any:
+def start_runner(server: str, worker_id: str, n: int, agent: str = "tests.faults.fault_agents:work") -> Any:
     """`python -m boltrl runner` with `n` slots, its output to /dev/null (tests read the store)."""
     cmd = [sys.executable, "-m", "boltrl", "runner", "--server", server, "--agent", agent]
     cmd += ["-n", str(n), "--worker-id", worker_id]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-# Runner subprocesses import `tests.runner.agents` from the repository root; so do these tests.
+# Runner subprocesses import `tests.runner.runner_agents` from the repository root; so do these tests.
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 

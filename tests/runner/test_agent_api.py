@@ -11,7 +11,7 @@ from boltrl.agent import LLM, RolloutAgent, emit_event, emit_reward, report_rewa
 from boltrl.errors import BoltrlError, InvalidInputError
 from boltrl.runner import load_agent
 from boltrl.types import Attempt, Claim, Resources, Rollout
-from tests.runner import agents
+from tests.runner import runner_agents as agents
 
 
 def test_decorator_keeps_functions_callable() -> None:
@@ -103,14 +103,14 @@ def test_report_reward_names_the_missing_variable(monkeypatch: pytest.MonkeyPatc
 
 
 def test_load_agent() -> None:
-    assert load_agent("tests.runner.agents:scored") is agents.scored
-    plain = load_agent("tests.runner.agents:plain")
+    assert load_agent("tests.runner.runner_agents:scored") is agents.scored
+    plain = load_agent("tests.runner.runner_agents:plain")
     assert isinstance(plain, RolloutAgent) and plain.name == "plain"
     with pytest.raises(InvalidInputError, match="module:function"):
-        load_agent("tests.runner.agents")
+        load_agent("tests.runner.runner_agents")
     with pytest.raises(InvalidInputError, match="not found"):
         load_agent("tests.runner.nope:agent")
     with pytest.raises(InvalidInputError, match="no attribute 'missing'"):
-        load_agent("tests.runner.agents:missing")
+        load_agent("tests.runner.runner_agents:missing")
     with pytest.raises(InvalidInputError, match="not a function"):
-        load_agent("tests.runner.agents:not_callable")
+        load_agent("tests.runner.runner_agents:not_callable")

@@ -20,7 +20,7 @@ from boltrl.types import (
     ROLLOUT_SPAN,
     Reward,
 )
-from tests.runner import agents
+from tests.runner import runner_agents as agents
 from tests.runner.helpers import enqueue, fast_config, run_until_terminal
 
 pytestmark = pytest.mark.anyio

@@ -48,7 +48,7 @@ async def test_subprocess_runner_end_to_end(processes: list[subprocess.Popen[byt
         async with StoreClient(server.url) as store:
             ids = await enqueue(store, *({"reward": r} for r in (0.1, 0.2, 0.3)))
             proc = start_runner(
-                server.url, "--agent", "tests.runner.agents:scored", "-n", "2", "--max-rollouts", "3"
+                server.url, "--agent", "tests.runner.runner_agents:scored", "-n", "2", "--max-rollouts", "3"
             )
             processes.append(proc)
             done = await store.wait(ids, 30)
@@ -102,14 +102,14 @@ async def test_kill_9_of_a_runner_mid_rollout(
             marker = tmp_path / "first-attempt"
             [rid] = await enqueue(store, {"marker": str(marker)})
             first = start_runner(
-                server.url, "--agent", "tests.runner.agents:hang_first", "--worker-id", "first"
+                server.url, "--agent", "tests.runner.runner_agents:hang_first", "--worker-id", "first"
             )
             processes.append(first)
             await wait_for(marker.exists, what="first attempt started")
             first.send_signal(signal.SIGKILL)
             await wait_exit(first)
             second = start_runner(
-                server.url, "--agent", "tests.runner.agents:hang_first", "--worker-id", "second"
+                server.url, "--agent", "tests.runner.runner_agents:hang_first", "--worker-id", "second"
             )
             processes.append(second)
             [r] = await store.wait([rid], 30)
@@ -136,9 +136,8 @@ async def test_kill_9_of_the_server_loses_nothing(
     async with StoreClient(url) as store:
         ids = await enqueue(store, *({"reward": 1.0, "sleep": 0.3} for _ in range(10)))
         for name in ("a", "b"):
-            processes.append(
-                start_runner(url, "--agent", "tests.runner.agents:scored", "-n", "2", "--worker-id", name)
-            )
+            argv = ["--agent", "tests.runner.runner_agents:scored", "-n", "2", "--worker-id", name]
+            processes.append(start_runner(url, *argv))
 
         async def succeeded() -> list[str]:
             page = await store.list_rollouts(status="succeeded", limit=100)
@@ -173,7 +172,7 @@ async def test_sigterm_releases_in_flight_attempts(processes: list[subprocess.Po
     with live_server() as server:
         async with StoreClient(server.url) as store:
             ids = await enqueue(store, {"sleep": 30}, {"sleep": 30})
-            proc = start_runner(server.url, "--agent", "tests.runner.agents:sleeper", "-n", "2")
+            proc = start_runner(server.url, "--agent", "tests.runner.runner_agents:sleeper", "-n", "2")
             processes.append(proc)
             await wait_for(lambda: _count(store, "running", 2), 20, "both running")
             proc.send_signal(signal.SIGTERM)
@@ -194,7 +193,7 @@ async def test_runner_pool() -> None:
             ids = await enqueue(store, *({"reward": 0.5, "sleep": 0.2} for _ in range(6)))
             config = RunnerConfig(
                 server=server.url,
-                agent="tests.runner.agents:scored",
+                agent="tests.runner.runner_agents:scored",
                 worker_id="pool",
                 poll_interval_s=0.05,
                 heartbeat_interval_s=0.2,
@@ -212,7 +211,7 @@ async def test_runner_pool() -> None:
 
 def test_cli_reports_a_bad_agent_clearly() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "boltrl", "runner", "--agent", "tests.runner.agents:nope"],
+        [sys.executable, "-m", "boltrl", "runner", "--agent", "tests.runner.runner_agents:nope"],
         cwd=REPO,
         env=subprocess_env(),
         capture_output=True,

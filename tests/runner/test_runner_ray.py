@@ -30,7 +30,7 @@ from boltrl.runner.ray import RayRunners, import_ray, ray_address, split
 from boltrl.store.client import StoreClient
 from boltrl.testing import free_port, live_server
 from boltrl.types import REWARD_SPAN, ROLLOUT_SPAN, Reward
-from tests.runner import agents
+from tests.runner import runner_agents as agents
 from tests.runner.helpers import REPO, enqueue, subprocess_env
 
 pytestmark = pytest.mark.anyio
@@ -186,9 +186,8 @@ async def test_rollouts_run_on_ray_actors(ray_head: RayHead) -> None:
     with live_server(config=ServerConfig(db="memory", token="s3cret")) as server:
         async with StoreClient(server.url, "s3cret") as store:
             ids = await enqueue(store, *({"reward": i / 10} for i in range(8)))
-            config = fast(
-                server=server.url, token="s3cret", agent="tests.runner.agents:scored", n=4, ray_actors=2
-            )
+            agent = "tests.runner.runner_agents:scored"
+            config = fast(server=server.url, token="s3cret", agent=agent, n=4, ray_actors=2)
             with RayRunners(config, ray_head.address) as runners:
                 assert runners.worker_ids == ["ray-0", "ray-1"]
                 done = await store.wait(ids, 60)
@@ -218,7 +217,7 @@ async def test_a_killed_actor_loses_only_its_attempts(ray_head: RayHead) -> None
     with live_server(config=config) as server:
         async with StoreClient(server.url) as store:
             ids = await enqueue(store, *({"sleep": 2} for _ in range(4)), max_attempts=2)
-            config_r = fast(server=server.url, agent="tests.runner.agents:sleeper", n=4, ray_actors=2)
+            config_r = fast(server=server.url, agent="tests.runner.runner_agents:sleeper", n=4, ray_actors=2)
             with RayRunners(config_r, ray_head.address) as runners:
 
                 async def all_running() -> bool:
@@ -276,7 +275,7 @@ async def test_cli_runs_actors_until_max_rollouts_then_sigterm_stops_it(ray_head
         async with StoreClient(server.url) as store:
             ids = await enqueue(store, *({"reward": 1.0} for _ in range(4)))
             argv = ["runner", "--server", server.url, "--ray-address", f"ray://{ray_head.address}"]
-            argv += ["--agent", "tests.runner.agents:scored", "-n", "4", "--ray-actors", "2"]
+            argv += ["--agent", "tests.runner.runner_agents:scored", "-n", "4", "--ray-actors", "2"]
             cli = [sys.executable, "-m", "boltrl", *argv]
             proc = subprocess.Popen([*cli, "--max-rollouts", "4"], cwd=REPO, env=env)
             try:
@@ -309,7 +308,7 @@ async def test_the_actors_go_with_a_killed_cli(ray_head: RayHead) -> None:
         async with StoreClient(server.url) as store:
             ids = await enqueue(store, {"reward": 1.0})
             argv = ["runner", "--server", server.url, "--ray-address", ray_head.address, "-n", "2"]
-            argv += ["--agent", "tests.runner.agents:scored", "--worker-id", "doomed"]
+            argv += ["--agent", "tests.runner.runner_agents:scored", "--worker-id", "doomed"]
             proc = subprocess.Popen([sys.executable, "-m", "boltrl", *argv], cwd=REPO, env=env)
             try:
                 assert [r.status for r in await store.wait(ids, 60)] == ["succeeded"]
@@ -323,7 +322,7 @@ async def test_the_actors_go_with_a_killed_cli(ray_head: RayHead) -> None:
 
 @needs_ray
 def test_cli_bad_ray_address_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["runner", "--ray-address", "ray://nowhere", "--agent", "tests.runner.agents:scored"]
+    argv = ["runner", "--ray-address", "ray://nowhere", "--agent", "tests.runner.runner_agents:scored"]
     assert main(argv) == 2
     assert "ray://HOST:PORT" in capsys.readouterr().err
 

@@ -87,7 +87,7 @@ async def test_export_failures_are_logged_not_raised(
 
     store = BrokenSpans()
     [rid] = await enqueue(store, {"reward": 1.0})
-    from tests.runner import agents
+    from tests.runner import runner_agents as agents
 
     [r] = await run_until_terminal(Runner(store, agents.scored, config=fast_config()), store, [rid])
     assert r.status == "succeeded"  # telemetry never breaks the agent

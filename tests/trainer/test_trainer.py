@@ -15,7 +15,7 @@ from boltrl.errors import InvalidInputError
 from boltrl.store.sqlite import SQLiteStore
 from boltrl.training.trainer import run_name
 from boltrl.types import MODEL_CALL_SPAN, ModelCall
-from tests.trainer.agents import brevity
+from tests.trainer.trainer_agents import brevity
 
 TRAIN = [{"q": f"question {i}"} for i in range(12)]
 VAL = [{"q": "val a"}, {"q": "val b"}]
@@ -108,7 +108,7 @@ def test_train_cli_runs_a_yaml_config(tmp_path: Path) -> None:
     data.write_text("".join(json.dumps(t) + "\n" for t in TRAIN[:4]))
     config = tmp_path / "run.yaml"
     config.write_text(
-        "agent: tests.trainer.agents:brevity\n"
+        "agent: tests.trainer.trainer_agents:brevity\n"
         f"train_data: {data}\n"
         "trainer: {model: tiny-random, batch_size: 2, max_steps: 1, n_runners: 4, max_tokens: 8}\n"
         "algorithm: {group_size: 2, lr: 0.001}\n"

@@ -1,4 +1,4 @@
-"""Agents for the fault tests, importable as `tests.faults.agents:NAME` by runner subprocesses."""
+"""Agents for the fault tests, importable as `tests.faults.fault_agents:NAME` by runner subprocesses."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Small agents for the runner tests, importable as `tests.runner.agents:NAME` by runner subprocesses."""
+"""Small agents for the runner tests, importable as `tests.runner.runner_agents:NAME` by runner
+subprocesses."""
 
 from __future__ import annotations
 
