@@ -13,6 +13,7 @@ from boltrl.agent import LLM, RolloutAgent, emit_event, emit_reward, rollout
 from boltrl.errors import (
     BoltrlError,
     ConflictError,
+    ForbiddenError,
     InvalidInputError,
     MissingDependencyError,
     NotFoundError,
@@ -61,6 +62,7 @@ __all__ = [
     "BoltrlError",
     "Claim",
     "ConflictError",
+    "ForbiddenError",
     "InvalidInputError",
     "LightningRL",
     "MemoryStore",

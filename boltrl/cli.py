@@ -39,6 +39,10 @@ def serve(
     backend: Annotated[str | None, typer.Option(help="hf (default), vllm or openai.")] = None,
     upstream: Annotated[str | None, typer.Option(help="vllm/openai endpoint base URL (…/v1).")] = None,
     device: Annotated[str | None, typer.Option(help="hf backend device (cpu, cuda).")] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(help="URL runners and agents reach this server at (default http://HOST:PORT)."),
+    ] = None,
 ) -> None:
     """Run the boltrl server: store, REST API, OTLP ingest, dashboard at /, and with --model the gateway."""
     from boltrl.server.app import serve as run_server
@@ -54,6 +58,7 @@ def serve(
         backend=backend,
         upstream=upstream,
         device=device,
+        public_url=public_url,
     )
     run_server(config)
 

@@ -25,6 +25,12 @@ class UnauthorizedError(BoltrlError):
     http_status = 401
 
 
+class ForbiddenError(BoltrlError):
+    """The token is valid but does not open this route or this rollout (an attempt's token)."""
+
+    http_status = 403
+
+
 class NotFoundError(BoltrlError, KeyError):
     """A rollout, attempt or resources version does not exist."""
 
@@ -62,6 +68,7 @@ class MissingDependencyError(BoltrlError, ImportError):
 ERRORS_BY_STATUS: dict[int, type[BoltrlError]] = {
     400: InvalidInputError,
     401: UnauthorizedError,
+    403: ForbiddenError,
     404: NotFoundError,
     409: ConflictError,
     413: PayloadTooLargeError,

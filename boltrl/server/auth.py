@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from boltrl.errors import BoltrlError
+from boltrl.errors import ForbiddenError
 
 PREFIX = "boltrl-attempt/"
 STATE_KEY = "boltrl_attempt"
@@ -31,12 +31,6 @@ scope's `state` (so `request.state.boltrl_attempt` in a route); absent for the s
 
 SPAN_PATHS = frozenset({"/v1/spans", "/v1/traces"})
 GATEWAY_PREFIX = "/gw/"
-
-
-class ForbiddenError(BoltrlError):
-    """The token is valid but does not open this route or this rollout (an attempt's token)."""
-
-    http_status = 403
 
 
 def attempt_token(server_token: str, rollout_id: str, attempt_id: str) -> str:

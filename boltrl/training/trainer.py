@@ -55,7 +55,7 @@ from boltrl.training.checkpoint import export_pretrained, latest_checkpoint, loa
 from boltrl.training.metrics import MetricsLog
 from boltrl.training.policy import LoraConfig, Policy, PolicyConfig
 from boltrl.training.update import policy_update
-from boltrl.types import Rollout, RolloutCreate
+from boltrl.types import Rollout, RolloutCreate, Span
 
 log = logging.getLogger(__name__)
 CONCURRENT_READS = 16
@@ -234,6 +234,15 @@ class Trainer:
         stack.enter_context(_runner_thread(as_agent(agent), url, cfg.token, cfg.n_runners))
 
 
+async def winning_spans(store: Store, rollout: Rollout) -> list[Span]:
+    """The spans of a succeeded rollout's succeeded attempt, the only ones training and validation
+    read: a lost attempt's runner may still write calls and rewards after the rollout was requeued."""
+    if rollout.status != "succeeded":
+        return []
+    ok = [a for a in await store.list_attempts(rollout.id) if a.status == "succeeded"]
+    return await store.get_spans(rollout.id, attempt_id=ok[-1].id) if ok else []
+
+
 class _Loop:
     """The steps of one `fit` call, on one event loop (the policy update runs in a worker thread)."""
 
@@ -360,9 +369,7 @@ class _Loop:
         return done, len(late)
 
     async def _adapt(self, rollout: Rollout) -> AdaptedRollout:
-        attempts = await self.store.list_attempts(rollout.id)
-        ok = [a for a in attempts if a.status == "succeeded"]
-        spans = await self.store.get_spans(rollout.id, attempt_id=ok[-1].id) if ok else []
+        spans = await winning_spans(self.store, rollout)
         return rollout_transitions(
             rollout.id, rollout.group_id, spans, agents=self.algo.agents, merge=self.algo.merge
         )
@@ -432,7 +439,7 @@ class _Loop:
         done, late = await self._finish_wait(ids)
         values = []
         for r in done:
-            spans = await self.store.get_spans(r.id) if r.status == "succeeded" else []
+            spans = await winning_spans(self.store, r)
             values.append(rollout_return(rewards(spans), self.algo.credit, self.algo.gamma) if spans else 0.0)
         values += [0.0] * late
         mean = sum(values) / max(len(values), 1)

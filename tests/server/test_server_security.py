@@ -242,3 +242,15 @@ async def test_a_command_agent_works_with_its_attempt_token_and_nothing_more(
     names = [s["name"] for s in admin.get("/v1/rollouts/cmd-r/spans").json()["spans"]]
     assert {"boltrl.model_call", "solve", "boltrl.reward", "boltrl.rollout"} <= set(names)
     assert admin.get(f"/v1/rollouts/{_ids(victim)[0]}").json()["status"] == "running"
+
+
+@pytest.mark.anyio
+async def test_the_client_raises_forbidden_error_for_a_403(gw: LiveServer, admin: httpx.Client) -> None:
+    from boltrl.errors import ForbiddenError
+    from boltrl.store.client import StoreClient
+
+    a, _ = _two_attempts(admin)
+    ra, aa = _ids(a)
+    async with StoreClient(gw.url, token=attempt_token(TOKEN, ra, aa)) as agent:
+        with pytest.raises(ForbiddenError, match=aa):
+            await agent.get_rollout(ra)
