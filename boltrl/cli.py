@@ -162,6 +162,26 @@ models_app = typer.Typer(help="Models: prepare the registry's models, list them.
 app.add_typer(models_app, name="models")
 
 
+@app.command()
+def sft(
+    data: Annotated[str, typer.Argument(help="Demonstrations, JSONL: {messages, tools} per line.")],
+    model: Annotated[str | None, typer.Option(help="Model to start from (default smollm2-135m).")] = None,
+    output_dir: Annotated[str | None, typer.Option(help="Run directory (model in DIR/model).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the demonstrations (default 1).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Assistant messages per step (default 16).")] = None,
+    lr: Annotated[float | None, typer.Option(help="AdamW learning rate (default 1e-5).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu (default), cuda, mps.")] = None,
+) -> None:
+    """Supervised warm start on demonstrations before RL (see docs/training.md)."""
+    from boltrl.training.sft import SFTConfig, fit_sft, read_conversations
+
+    options: dict[str, Any] = {"model": model, "output_dir": output_dir, "epochs": epochs}
+    options.update({"batch_size": batch_size, "lr": lr, "device": device})
+    config = SFTConfig(**{k: v for k, v in options.items() if v is not None})
+    path = fit_sft(read_conversations(data), config)
+    typer.echo(f"fine-tuned model in {path}")
+
+
 @models_app.command("list")
 def models_list() -> None:
     """The registry's models, whether each is prepared, and where."""
