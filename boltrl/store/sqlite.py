@@ -197,17 +197,33 @@ class SQLiteStore:
     # ------------------------------------------------------------ rollouts
 
     async def enqueue(self, rollouts: list[RolloutCreate]) -> list[Rollout]:
-        out: list[Rollout] = []
+        """One transaction: the caller ids already stored are read in one query per 500, the new
+        rollouts are inserted with one `executemany` and returned without being read back."""
+        ids = [rc.id or new_id("ro") for rc in rollouts]
+        t = now()
         with self._write() as db:
-            for rc in rollouts:
-                rid = rc.id or new_id("ro")
-                if db.execute("SELECT 1 FROM rollouts WHERE id = ?", (rid,)).fetchone() is None:
+            known: dict[str, Rollout] = {}
+            given = list({rid for rc, rid in zip(rollouts, ids, strict=True) if rc.id})
+            for i in range(0, len(given), 500):
+                chunk = given[i : i + 500]
+                marks = ", ".join("?" * len(chunk))
+                for row in db.execute(f"SELECT * FROM rollouts WHERE id IN ({marks})", chunk):
+                    known[row["id"]] = _rollout(row)
+            rows: list[dict[str, Any]] = []
+            out: list[Rollout] = []
+            for rc, rid in zip(rollouts, ids, strict=True):
+                if rid not in known:  # new, or the first of a batch that repeats an id
                     fields = rc.model_dump(exclude={"id", "input", "metadata"})
-                    row = Rollout(id=rid, input=None, created_at=now(), **fields).model_dump()
+                    row = Rollout(id=rid, input=None, created_at=t, **fields).model_dump()
                     row["input"] = _dumps(rc.input, f"input of rollout {rid!r}")
                     row["metadata"] = _dumps(rc.metadata, f"metadata of rollout {rid!r}")
-                    _insert(db, "rollouts", [row])
-                out.append(self._get_rollout(db, rid))
+                    rows.append(row)
+                    # as a read would return it: input and metadata through JSON
+                    stored = dict(row, input=json.loads(row["input"]), metadata=json.loads(row["metadata"]))
+                    known[rid] = Rollout.model_construct(**stored)
+                out.append(known[rid])
+            if rows:
+                _insert(db, "rollouts", rows)
         return out
 
     async def get_rollout(self, rollout_id: str) -> Rollout:

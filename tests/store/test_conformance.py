@@ -81,6 +81,22 @@ async def test_enqueue_with_caller_id_is_idempotent(store: Store) -> None:
     assert counts["queued"] + counts["running"] == 2
 
 
+async def test_enqueue_returns_what_a_read_returns_and_a_repeated_id_in_one_batch_is_one_rollout(
+    store: Store,
+) -> None:
+    out = await store.enqueue(
+        [
+            rc(id="same", input={"n": 1}),
+            rc(input=[1, "a"], metadata={"m": {"x": None}}),
+            rc(id="same", input=2),
+        ]
+    )
+    assert out[0] == out[2] and out[0].input == {"n": 1}
+    for r in out:
+        assert await store.get_rollout(r.id) == r
+    assert sum((await store.count_rollouts()).values()) == 2
+
+
 async def test_unknown_ids_raise_not_found(store: Store) -> None:
     [r] = await store.enqueue([rc()])
     calls: list[Callable[[], Awaitable[object]]] = [
