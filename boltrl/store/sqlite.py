@@ -443,35 +443,50 @@ class SQLiteStore:
             return self._write_spans(db, spans)
 
     def _write_spans(self, db: sqlite3.Connection, spans: list[SpanCreate]) -> list[Span]:
-        out: list[Span] = []
+        """Validate the whole batch, then write it. One owner lookup per distinct attempt and one
+        duplicate lookup per rollout (per 500 span ids), one `executemany`; spans are built from the
+        already-validated request models, not validated twice."""
         next_seq: dict[str, int] = {}
+        owners: dict[str, str] = {}
         for s in spans:  # validate the whole batch before writing any of it
             if s.rollout_id not in next_seq:
                 next_seq[s.rollout_id] = self._get_rollout_row(db, s.rollout_id)["next_span_seq"]
-            owner = s.attempt_id and self._get_attempt(db, s.attempt_id).rollout_id
+            if s.attempt_id and s.attempt_id not in owners:
+                row = db.execute("SELECT rollout_id FROM attempts WHERE id = ?", (s.attempt_id,)).fetchone()
+                if row is None:
+                    raise NotFoundError(f"attempt {s.attempt_id!r} not found")
+                owners[s.attempt_id] = row["rollout_id"]
+            owner = s.attempt_id and owners[s.attempt_id]
             if owner and owner != s.rollout_id:
                 raise InvalidInputError(
                     f"attempt {s.attempt_id!r} belongs to rollout {owner!r}, not {s.rollout_id!r}"
                 )
-        rows: list[dict[str, Any]] = []
         seen: dict[tuple[str, str], Span] = {}  # a span already stored (or earlier in this batch) is kept
+        by_rollout: dict[str, set[str]] = {}
+        for s in spans:
+            by_rollout.setdefault(s.rollout_id, set()).add(s.span_id)
+        for rollout_id, span_ids in by_rollout.items():
+            ids = sorted(span_ids)
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ", ".join("?" * len(chunk))
+                sql = f"SELECT * FROM spans WHERE rollout_id = ? AND span_id IN ({marks})"
+                for row in db.execute(sql, (rollout_id, *chunk)):
+                    seen[(rollout_id, row["span_id"])] = _span(row)
+        out: list[Span] = []
+        rows: list[dict[str, Any]] = []
         for s in spans:
             key = (s.rollout_id, s.span_id)
             if key not in seen:
-                row = db.execute("SELECT * FROM spans WHERE rollout_id = ? AND span_id = ?", key).fetchone()
-                if row is not None:
-                    seen[key] = _span(row)
-            if key in seen:
-                out.append(seen[key])
-                continue
-            seq = next_seq[s.rollout_id]
-            next_seq[s.rollout_id] = seq + 1
-            out.append(Span(seq=seq, **s.model_dump()))
-            seen[key] = out[-1]
-            row = out[-1].model_dump()
-            row["attributes"] = _dumps(row["attributes"], f"attributes of span {s.name!r}")
-            row["events"] = _dumps(row["events"], f"events of span {s.name!r}")
-            rows.append(row)
+                seq = next_seq[s.rollout_id]
+                next_seq[s.rollout_id] = seq + 1
+                seen[key] = Span.model_construct(**dict(s), seq=seq)
+                row = s.model_dump()
+                row["seq"] = seq
+                row["attributes"] = _dumps(row["attributes"], f"attributes of span {s.name!r}")
+                row["events"] = _dumps(row["events"], f"events of span {s.name!r}")
+                rows.append(row)
+            out.append(seen[key])
         if rows:
             _insert(db, "spans", rows)
         db.executemany(
