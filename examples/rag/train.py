@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         n_runners=16,
         max_batch_size=16,
         temperature=0.7,
+        # 200 greedy test rollouts of several calls each take 10-15 minutes on 2 cores: the default
+        # 900 s would cancel the last ones, and a cancelled rollout scores 0
+        step_timeout_s=3600,
     )
     print(outcome.line("rag", "questions", score="reward"))
     print_breakdown(outcome.output_dir, "type")  # the test score by question type

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from examples.calc import make_data
 from examples.calc.agent import calculator, evaluate, example_messages, parse_answer, reward
+from tests.examples.quick_run import run_quick
 
 DATA = Path(make_data.__file__).parent / "data"
 
@@ -149,6 +148,7 @@ def test_the_example_opening_is_a_question_and_a_calculator_call() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a whole train.py run; the suite's 300 s is for unit tests
 def test_quick_mode_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`train.py --quick` with the tiny random model: it validates, trains and records every call.
 
@@ -157,24 +157,8 @@ def test_quick_mode_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     """
     from examples.calc import train
 
-    monkeypatch.setenv("BOLTRL_CACHE", os.environ.get("BOLTRL_TEST_CACHE") or str(tmp_path / "models"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    out = tmp_path / "run"
-    argv = ["--quick", "--model", "tiny-random", "--test-size", "8", "--max-tokens", "16"]
-    assert train.main([*argv, "--output-dir", str(out)]) == 0
-
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in rows if "rollout/n" in r]
-    vals = [r for r in rows if "val/reward_mean" in r]
-    assert [r["step"] for r in steps] == [1, 2, 3]
-    assert all(r["rollout/n"] == 32 and r["rollout/succeeded"] == 32 for r in steps)
-    assert [r["step"] for r in vals] == [0, 3] and all(r["val/n"] == 8 for r in vals)
-    assert (out / "curves.png").is_file()
-
-    db = sqlite3.connect(out / "boltrl.db")
-    calls = db.execute("SELECT attributes FROM spans WHERE name = 'boltrl.model_call'").fetchall()
-    db.close()
+    _, calls = run_quick(train, tmp_path, monkeypatch, rollouts_per_step=32)
     assert len(calls) >= 3 * 32 + 2 * 8  # at least one call per rollout
-    request = json.loads(calls[0][0])["request"]
+    request = calls[0]["request"]
     assert [t["function"]["name"] for t in request["tools"]] == ["calculator"]
     assert "23 trays" in request["messages"][1]["content"]  # the example opening was sent

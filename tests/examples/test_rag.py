@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +10,7 @@ import pytest
 
 from examples.rag import make_data
 from examples.rag.agent import Retriever, example_items, extract_answer, retriever, reward, token_f1
+from tests.examples.quick_run import run_quick
 
 DATA = Path(make_data.__file__).parent / "data"
 
@@ -113,30 +112,14 @@ def test_the_examples_open_with_a_solved_question_then_a_first_search() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a whole train.py run; the suite's 300 s is for unit tests
 def test_quick_mode_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`train.py --quick` with the tiny random model: the Agents SDK through the gateway and the
     whole loop. The tiny model writes gibberish, so this checks plumbing, not learning (README.md)."""
     from examples.rag import train
 
-    monkeypatch.setenv("BOLTRL_CACHE", os.environ.get("BOLTRL_TEST_CACHE") or str(tmp_path / "models"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    out = tmp_path / "run"
-    argv = ["--quick", "--model", "tiny-random", "--test-size", "8", "--max-tokens", "16"]
-    assert train.main([*argv, "--output-dir", str(out)]) == 0
-
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in rows if "rollout/n" in r]
-    vals = [r for r in rows if "val/reward_mean" in r]
-    assert [r["step"] for r in steps] == [1, 2, 3]
-    assert all(r["rollout/n"] == 32 and r["rollout/succeeded"] == 32 for r in steps)
-    assert [r["step"] for r in vals] == [0, 3] and all(r["val/n"] == 8 for r in vals)
-    assert (out / "curves.png").is_file()
-    db = sqlite3.connect(out / "boltrl.db")
-    requests = [
-        json.loads(a)["request"]
-        for (a,) in db.execute("SELECT attributes FROM spans WHERE name = 'boltrl.model_call'")
-    ]
-    db.close()
+    _, calls = run_quick(train, tmp_path, monkeypatch, rollouts_per_step=16)
+    requests = [c["request"] for c in calls]
     assert requests and all(r["tools"][0]["function"]["name"] == "search" for r in requests)
     first = requests[0]["messages"]
     assert first[0]["role"] == "system" and "search" in first[0]["content"]

@@ -4,7 +4,6 @@ turns, and (slow) its quick mode."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from examples.sql.agent import (
     verdict,
     write_messages,
 )
+from tests.examples.quick_run import run_quick
 
 DATA = Path(make_data.__file__).parent / "data"
 SPLITS = ("train", "val", "test")
@@ -260,6 +260,7 @@ def test_a_failed_query_is_never_correct() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a whole train.py run; the suite's 300 s is for unit tests
 def test_quick_mode_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`train.py --quick` with the tiny random model: LangGraph through the gateway, three named
     roles, the checker's calls recorded but left out of training.
@@ -269,27 +270,9 @@ def test_quick_mode_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     """
     from examples.sql import train
 
-    monkeypatch.setenv("BOLTRL_CACHE", os.environ.get("BOLTRL_TEST_CACHE") or str(tmp_path / "models"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    out = tmp_path / "run"
-    argv = ["--quick", "--model", "tiny-random", "--test-size", "8", "--max-tokens", "16"]
-    assert train.main([*argv, "--output-dir", str(out)]) == 0
-
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in rows if "rollout/n" in r]
-    vals = [r for r in rows if "val/reward_mean" in r]
-    assert [r["step"] for r in steps] == [1, 2, 3]
-    assert all(r["rollout/n"] == 32 and r["rollout/succeeded"] == 32 for r in steps)
-    assert [r["step"] for r in vals] == [0, 3] and all(r["val/n"] == 8 for r in vals)
-    assert (out / "curves.png").is_file()
+    steps, calls = run_quick(train, tmp_path, monkeypatch, rollouts_per_step=32)
     for r in steps:  # 32 rollouts x 3 turns: 96 writer/rewriter calls kept, 96 checker calls left out
         assert r["adapter/calls"] == 192 and r["adapter/dropped_agent"] == 96 == r["adapter/dropped_calls"]
-
-    db = sqlite3.connect(out / "boltrl.db")
-    calls = [
-        json.loads(a) for (a,) in db.execute("SELECT attributes FROM spans WHERE name = 'boltrl.model_call'")
-    ]
-    db.close()
     agents = {c["agent"] for c in calls}
     assert agents == {"writer", "checker", "rewriter"}
     writer = next(c for c in calls if c["agent"] == "writer")
