@@ -438,6 +438,35 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Python {python} (boltrl)"
 
 
+SECTIONS = (
+    ("gateway", "### 1. Gateway: added latency and throughput, fake upstream"),
+    ("store", "### 2. Store through HTTP"),
+    ("durability", "### 3. After `kill -9` of the server and a restart"),
+    ("compute", "### 4. Inference batching and training (boltrl only)"),
+)
+
+
+def previous_sections() -> tuple[str, str, dict[str, list[str]]]:
+    """The "Measured ..." and "Sides: ..." lines and each part's lines of the block now in
+    docs/benchmarks.md, so a run of some parts (`--parts store`) keeps the others as measured."""
+    text = DOC.read_text() if DOC.exists() else ""
+    if BEGIN not in text or END not in text:
+        return "", "", {}
+    lines = text.split(BEGIN, 1)[1].split(END, 1)[0].splitlines()
+    measured = next((line for line in lines if line.startswith("Measured ")), "")
+    sides = next((line for line in lines if line.startswith("Sides: ")), "").removeprefix("Sides: ")
+    sections: dict[str, list[str]] = {}
+    titles = {title: key for key, title in SECTIONS}
+    key = None
+    for line in lines:
+        if line in titles:
+            key = titles[line]
+            sections[key] = []
+        elif key is not None:
+            sections[key].append(line)
+    return measured, sides.rstrip("."), {k: v[1:-1] if v and not v[0] else v for k, v in sections.items()}
+
+
 def render(results: dict[str, Any], args: argparse.Namespace) -> str:
     v1, v03 = results["versions"]["agl1"], results["versions"]["agl03"]
     mode = (
@@ -456,17 +485,21 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"agentlightning {v03 or 'not installed'} (store).",
         "",
     ]
-    for key, title, table in (
-        ("gateway", "### 1. Gateway: added latency and throughput, fake upstream", gateway_table),
-        ("store", "### 2. Store through HTTP", store_table),
-        ("durability", "### 3. After `kill -9` of the server and a restart", durability_table),
-        ("compute", "### 4. Inference batching and training (boltrl only)", compute_table),
-    ):
+    measured, sides, kept = previous_sections() if not args.no_doc else ("", "", {})
+    skipped = [title.split(". ", 1)[0][4:] for key, title in SECTIONS if key not in results and key in kept]
+    if skipped:
+        when = " ".join(measured.split()[1:4])  # "2026-12-01 11:48 UTC"
+        out[-1:-1] = [f"Parts {', '.join(skipped)} were not run this time: as measured {when} ({sides})."]
+    tables = {"gateway": gateway_table, "store": store_table, "durability": durability_table}
+    for key, title in SECTIONS:
+        table = tables.get(key, compute_table)
         out.append(title)
         out.append("")
         part = results.get(key)
         if isinstance(part, dict) and "error" in part:
             out.append(f"Not measured: {part['error']}")
+        elif part is None and key in kept:
+            out += kept[key]
         elif part is None:
             out.append("Not measured in this run.")
         else:
