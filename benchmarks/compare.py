@@ -469,20 +469,27 @@ def previous_sections() -> tuple[str, str, dict[str, list[str]]]:
 
 def render(results: dict[str, Any], args: argparse.Namespace) -> str:
     v1, v03 = results["versions"]["agl1"], results["versions"]["agl03"]
+
+    def side(version: str | None, part: str) -> str:
+        return version or ("not installed" if part in results else "not run")
+
     mode = (
         "--quick: one run per cell, smaller totals"
         if args.quick
         else f"median of {args.runs} runs, (min{DASH}max) in brackets"
     )
     quick = " --quick" if args.quick else ""
+    ran = [key for key, _ in SECTIONS if key in results]
+    if len(ran) < len(SECTIONS):
+        quick += f" --parts {','.join(ran)}"
     out = [
         BEGIN,
         "",
         f"Measured {results['date']} by `make bench` (`benchmarks/compare.py{quick}`)"
         f" on {results['machine']}; {mode}. Ratio columns: boltrl / agentlightning of the medians, then the"
         " range of the per-run ratios (each run pairs the two sides back to back); ✓ where boltrl is ahead.",
-        f"Sides: boltrl {results['versions']['boltrl']} · agentlightning {v1 or 'not installed'} (gateway) · "
-        f"agentlightning {v03 or 'not installed'} (store).",
+        f"Sides: boltrl {results['versions']['boltrl']} · agentlightning {side(v1, 'gateway')} (gateway) · "
+        f"agentlightning {side(v03, 'store')} (store).",
         "",
     ]
     measured, sides, kept = previous_sections() if not args.no_doc else ("", "", {})
