@@ -23,6 +23,7 @@ from typing import Any
 from agents import (
     Agent,
     MaxTurnsExceeded,
+    ModelBehaviorError,
     ModelSettings,
     OpenAIChatCompletionsModel,
     Runner,
@@ -193,6 +194,8 @@ async def agent(task: dict[str, Any], llm: boltrl.LLM) -> float:
         final = str(result.final_output)
     except MaxTurnsExceeded:
         final = ""  # still searching after MAX_TURNS calls: no answer
+    except ModelBehaviorError:
+        final = ""  # called a tool that does not exist (seen once in 200 after SFT): no answer
     finally:
         await client.close()
     return reward(final, str(task["answer"]))
