@@ -261,10 +261,14 @@ def test_concurrent_calls_are_all_recorded_in_order_of_seq(gw: LiveServer, http:
 
 def test_recording_keeps_nothing_in_server_memory(tiny_dir: Path, tmp_path: Path) -> None:
     """200 calls each carrying 20 kB of request: with spans on disk, the server's Python heap stays flat."""
+    from boltrl.config import ServerConfig
     from boltrl.store.sqlite import SQLiteStore
 
+    # The test holds the attempt without heartbeats while 220 calls run under tracemalloc: on a loaded
+    # machine that can take longer than the default 30 s, after which the attempt would be lost.
+    config = ServerConfig(heartbeat_timeout_s=3600)
     with (
-        live_server(lambda: SQLiteStore(str(tmp_path / "m.db")), backend=_hf(tiny_dir)) as s,
+        live_server(lambda: SQLiteStore(str(tmp_path / "m.db")), config, backend=_hf(tiny_dir)) as s,
         httpx.Client(base_url=s.url, timeout=30) as http,
     ):
         c = new_attempt(http)
