@@ -25,7 +25,7 @@ from examples.sql.agent import agent  # noqa: E402
 
 TRAINED = ["writer", "rewriter"]  # the checker is left out
 QUICK = Mode(steps=3, test=50, batch_size=8)
-FULL = Mode(steps=16, test=None, batch_size=8)
+FULL = Mode(steps=12, test=None, batch_size=8)
 
 
 def main(argv: list[str] | None = None) -> int:
