@@ -172,7 +172,7 @@ def sft(
     lr: Annotated[float | None, typer.Option(help="AdamW learning rate (default 1e-5).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu (default), cuda, mps.")] = None,
 ) -> None:
-    """Supervised warm start on demonstrations before RL (see docs/training.md)."""
+    """Supervised warm start on demonstrations before RL (see docs/trainer.md)."""
     from boltrl.training.sft import SFTConfig, fit_sft, read_conversations
 
     options: dict[str, Any] = {"model": model, "output_dir": output_dir, "epochs": epochs}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 TOOL_CALL_OPEN = "<tool_call>"
@@ -117,6 +117,17 @@ def text_content(content: Any) -> str:
     raise ValueError("message content must be a string, null or a list of text parts")
 
 
+def assistant_text(message: Mapping[str, Any]) -> str:
+    """An assistant message as text: its content, then one `<tool_call>` line per call (what a model
+    without template tool support generates, and what `parse_tool_calls` reads back)."""
+    content = text_content(message.get("content"))
+    calls = [
+        format_call(function_of(c).get("name", ""), arguments_of(function_of(c)))
+        for c in message.get("tool_calls") or []
+    ]
+    return "\n".join(([content] if content else []) + calls)
+
+
 def to_plain_messages(
     messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, tool_choice: Any = "auto"
 ) -> list[dict[str, str]]:
@@ -139,11 +150,7 @@ def to_plain_messages(
             continue
         prev_tool = False
         if role == "assistant" and msg.get("tool_calls"):
-            calls = [
-                format_call(function_of(c).get("name", ""), arguments_of(function_of(c)))
-                for c in msg["tool_calls"]
-            ]
-            content = "\n".join(([content] if content else []) + calls)
+            content = assistant_text(msg)
         out.append({"role": "system" if role == "developer" else role, "content": content})
     if tools and tool_choice != "none":
         section = render_tools_prompt(tools, tool_choice)

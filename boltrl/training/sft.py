@@ -34,8 +34,8 @@ from typing import Any
 import torch
 
 from boltrl.errors import InvalidInputError
-from boltrl.inference import toolcalls
 from boltrl.inference.prompts import ChatPrompter
+from boltrl.inference.toolcalls import assistant_text
 from boltrl.training.batching import Sample
 from boltrl.training.checkpoint import export_pretrained
 from boltrl.training.metrics import MetricsLog
@@ -76,17 +76,6 @@ def read_conversations(path: str | Path) -> list[dict[str, Any]]:
             raise InvalidInputError(f"{path}:{n}: a demonstration is an object with a 'messages' list")
         out.append(conversation)
     return out
-
-
-def assistant_text(message: Mapping[str, Any]) -> str:
-    """What the model generates for an assistant message: its content, then one `<tool_call>` line
-    per call (the format the backend parses)."""
-    content = toolcalls.text_content(message.get("content"))
-    calls = [
-        toolcalls.format_call(f.get("name", ""), toolcalls.arguments_of(f))
-        for f in (toolcalls.function_of(c) for c in message.get("tool_calls") or [])
-    ]
-    return "\n".join(([content] if content else []) + calls)
 
 
 def sft_samples(tokenizer: Any, conversations: Sequence[Mapping[str, Any]]) -> list[Sample]:
