@@ -158,6 +158,10 @@ def uvicorn_config(app: FastAPI, config: ServerConfig, **overrides: Any) -> uvic
         "ws": "none",
         "server_header": False,
         "timeout_graceful_shutdown": 5,  # long polls are cut short rather than holding up a restart
+        # Idle connections stay open longer than clients keep them (httpx: 5 s, boltrl's client:
+        # KEEPALIVE_EXPIRY_S): with both at 5 s a heartbeat every 5 s raced the server's close and
+        # failed with "Server disconnected without sending a response" under load.
+        "timeout_keep_alive": 75,
         "log_level": "info",
     }
     settings.update(overrides)

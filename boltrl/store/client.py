@@ -74,6 +74,9 @@ log = logging.getLogger("boltrl.client")
 M = TypeVar("M", bound=BaseModel)
 
 _RETRY_STATUSES = frozenset({502, 503, 504})
+KEEPALIVE_EXPIRY_S = 30.0
+"""How long the client keeps an idle connection: under the server's keep-alive (75 s), so the client
+never sends on a connection the server is closing."""
 _RETRY_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _BACKOFF_FIRST_S = 0.05
 _BACKOFF_MAX_S = 2.0
@@ -285,7 +288,9 @@ class StoreClient:
                 base_url=self.config.server,
                 headers=headers,
                 timeout=self.config.timeout_s,
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+                limits=httpx.Limits(
+                    max_connections=100, max_keepalive_connections=100, keepalive_expiry=KEEPALIVE_EXPIRY_S
+                ),
                 transport=self._transport,
             )
             self._loop = loop

@@ -216,3 +216,24 @@ async def test_config_and_repr(server: LiveServer) -> None:
     assert client.config.server == server.url and "secret" not in repr(client)
     async with client as store:
         assert sum((await store.count_rollouts()).values()) == 0
+
+
+async def test_an_idle_connection_outlives_the_heartbeat_interval(server: LiveServer) -> None:
+    """The server keeps an idle connection longer than the client does: with both at 5 s, a heartbeat
+    every 5 s raced the server's close and failed ("Server disconnected without sending a response")."""
+    from boltrl.config import RunnerConfig
+    from boltrl.store.client import KEEPALIVE_EXPIRY_S
+
+    idle_s = RunnerConfig().heartbeat_interval_s + 1
+    assert idle_s < KEEPALIVE_EXPIRY_S
+    limits = httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S)
+    async with httpx.AsyncClient(base_url=server.url, limits=limits) as http:
+
+        async def local_port() -> int:
+            response = await http.get("/healthz")
+            assert response.status_code == 200
+            return int(response.extensions["network_stream"].get_extra_info("client_addr")[1])
+
+        first = await local_port()
+        await asyncio.sleep(idle_s)
+        assert await local_port() == first  # the same connection: the server did not close it
