@@ -45,9 +45,11 @@ class Outcome:
     output_dir: Path
 
     def line(self, name: str, unit: str, score: str = "accuracy") -> str:
+        """One summary line; an accuracy prints as a percentage, any other score as a number."""
+        fmt = ".1%" if score == "accuracy" else ".3f"
         return (
-            f"{name}: test {score} (greedy, {self.n_test} {unit}) before {self.before:.1%} -> after "
-            f"{self.after:.1%} ({self.after - self.before:+.1%}); {self.steps} steps; training "
+            f"{name}: test {score} (greedy, {self.n_test} {unit}) before {self.before:{fmt}} -> after "
+            f"{self.after:{fmt}} ({self.after - self.before:+{fmt}}); {self.steps} steps; training "
             f"{self.train_minutes:.1f} min, total {self.total_minutes:.1f} min; curves in "
             f"{self.output_dir / 'curves.png'}"
         )
@@ -63,6 +65,7 @@ def parser(name: str, unit: str, quick: Mode, full: Mode, max_tokens: int) -> ar
     p.add_argument("--model", default="smollm2-135m", help="registry name or checkpoint directory")
     p.add_argument("--steps", type=int, help=f"training steps (default {full.steps}, quick {quick.steps})")
     p.add_argument("--test-size", type=int, help=f"evaluate on this many test {unit}")
+    p.add_argument("--batch-size", type=int, help=f"tasks per step (default {full.batch_size})")
     p.add_argument("--output-dir", type=Path, help=f"default runs/{name}-quick or runs/{name} (replaced)")
     p.add_argument("--max-tokens", type=int, default=max_tokens, help="most tokens per model call")
     return p
@@ -88,7 +91,7 @@ def train(
     trainer = boltrl.Trainer(
         args.model,
         algorithm,
-        batch_size=mode.batch_size,
+        batch_size=args.batch_size or mode.batch_size,
         max_steps=steps,
         max_tokens=args.max_tokens,
         val_every=max(steps, 1),  # validate before the first step and after the last only
