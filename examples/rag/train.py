@@ -27,7 +27,9 @@ from examples.rag.agent import agent  # noqa: E402
 # Each model call reads a ~550-token prompt (the tool instructions and the worked examples): four
 # times the calc example's, so fewer, smaller steps than calc's to fit in about half an hour.
 QUICK = Mode(steps=3, test=50, batch_size=4)
-FULL = Mode(steps=8, test=None, batch_size=4)
+# 8 questions a step (not 4): with 4, each update saw one or two groups with signal and swung the
+# whole policy to one question type (README, "Measured").
+FULL = Mode(steps=8, test=None, batch_size=8)
 
 
 def main(argv: list[str] | None = None) -> int:
