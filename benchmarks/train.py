@@ -71,8 +71,27 @@ def step_flops(policy: Any, tokens: int, response_tokens: int, seq_len: int) -> 
     return float(executed), float(6 * n_all * tokens)
 
 
+def bench_samples(policy: Any, n: int, tokens: int, n_resp: int) -> list[Any]:
+    """`n` random rows of `tokens` tokens, the last `n_resp` of each a response, advantages +-1."""
+    from boltrl.training import Sample
+
+    vocab = policy.base_model.get_input_embeddings().weight.shape[0]
+    g = torch.Generator().manual_seed(0)
+    return [
+        Sample(
+            prompt_ids=torch.randint(0, vocab, (tokens - n_resp,), generator=g).tolist(),
+            response_ids=torch.randint(0, vocab, (n_resp,), generator=g).tolist(),
+            response_mask=[1] * n_resp,
+            old_logprobs=[-5.0] * n_resp,
+            advantage=1.0 if i % 2 else -1.0,
+            weight=1.0 / (n * n_resp),
+        )
+        for i in range(n)
+    ]
+
+
 def bench_model(name: str, args: argparse.Namespace, peak: float) -> dict[str, Any]:
-    from boltrl.training import Policy, PolicyConfig, Sample
+    from boltrl.training import Policy, PolicyConfig
 
     policy = Policy(
         PolicyConfig(
@@ -83,21 +102,8 @@ def bench_model(name: str, args: argparse.Namespace, peak: float) -> dict[str, A
             fused_adamw=args.fused_adamw,
         )
     )
-    vocab = policy.base_model.get_input_embeddings().weight.shape[0]
-    g = torch.Generator().manual_seed(0)
     n_resp = max(1, int(args.tokens * args.response_frac))
-    n_prompt = args.tokens - n_resp
-    samples = [
-        Sample(
-            prompt_ids=torch.randint(0, vocab, (n_prompt,), generator=g).tolist(),
-            response_ids=torch.randint(0, vocab, (n_resp,), generator=g).tolist(),
-            response_mask=[1] * n_resp,
-            old_logprobs=[-5.0] * n_resp,
-            advantage=1.0 if i % 2 else -1.0,
-            weight=1.0 / (args.samples * n_resp),
-        )
-        for i in range(args.samples)
-    ]
+    samples = bench_samples(policy, args.samples, args.tokens, n_resp)
     policy.train_step(samples, bench_loss)  # warm-up
     times, metrics = [], {}
     for _ in range(args.steps):

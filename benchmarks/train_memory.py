@@ -37,36 +37,16 @@ def _rss_mb() -> float:
 def measure(args: argparse.Namespace, setting: dict[str, Any]) -> dict[str, float]:
     """In this process: one setting's memory and time."""
     import torch
+    from train import bench_loss, bench_samples  # benchmarks/train.py: the same rows and loss
 
-    from boltrl.training import Policy, PolicyConfig, Sample
+    from boltrl.training import Policy, PolicyConfig
 
     torch.set_num_threads(args.threads)
     policy = Policy(PolicyConfig(model=args.model, lr=1e-6, **setting))
     loaded = _rss_mb()
-    vocab = policy.base_model.get_input_embeddings().weight.shape[0]
-    g = torch.Generator().manual_seed(0)
-    n_prompt = args.tokens - args.response
-    samples = [
-        Sample(
-            prompt_ids=torch.randint(0, vocab, (n_prompt,), generator=g).tolist(),
-            response_ids=torch.randint(0, vocab, (args.response,), generator=g).tolist(),
-            response_mask=[1] * args.response,
-            old_logprobs=[-5.0] * args.response,
-            advantage=1.0 if i % 2 else -1.0,
-            weight=1.0 / (args.samples * args.response),
-        )
-        for i in range(args.samples)
-    ]
-
-    def loss(
-        logprobs: Any, old: Any, adv: Any, mask: Any, weights: Any, **_: Any
-    ) -> tuple[torch.Tensor, dict[str, Any]]:
-        ratio = torch.exp(logprobs - old)
-        per_token = -torch.min(ratio * adv, ratio.clamp(0.8, 1.2) * adv)
-        return (per_token * mask * weights[:, None]).sum(), {}
-
-    policy.train_step(samples, loss)  # warm-up: AdamW state, allocator pools
-    metrics = policy.train_step(samples, loss)
+    samples = bench_samples(policy, args.samples, args.tokens, args.response)
+    policy.train_step(samples, bench_loss)  # warm-up: AdamW state, allocator pools
+    metrics = policy.train_step(samples, bench_loss)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return {
         "loaded_mb": loaded,
